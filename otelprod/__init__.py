@@ -1,0 +1,41 @@
+"""otelprod: one call turns a Python service into a well-observed, resilient one.
+
+    import otelprod
+    otelprod.init(service_name="checkout")
+
+Everything otelprod knows is emitted as OpenTelemetry over OTLP. The public
+API is re-exported here and imported lazily, so ``import otelprod`` stays
+cheap and pulls in the SDK and exporters only when ``init()`` runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from otelprod._bootstrap import init, shutdown
+    from otelprod.production_integration import ProductionSystem
+
+#: public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "init": "otelprod._bootstrap",
+    "shutdown": "otelprod._bootstrap",
+    "ProductionSystem": "otelprod.production_integration",
+    "get_production_system": "otelprod.production_integration",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'otelprod' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,5 @@
+import sys
+
+from otelprod.cli import main
+
+sys.exit(main())

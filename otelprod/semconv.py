@@ -1,0 +1,186 @@
+"""Every telemetry name otelprod emits, in one place.
+
+Dashboards, alert rules and tests read names from here, so renaming an
+instrument is a one-line change that the stack tests catch everywhere else.
+Names follow the OpenTelemetry semantic conventions where one exists; for
+resilience they follow the open proposal (semantic-conventions #2355:
+``retry.*``, ``circuitbreaker.*``, ``ratelimiter.*``). See ``DESIGN.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: Instrumentation scope of every tracer, meter and logger otelprod creates.
+SCOPE: Final = "otelprod"
+
+#: Histogram bucket boundaries for durations in seconds (the SDK's defaults
+#: are meant for milliseconds and put every observation in the first bucket).
+DURATION_BUCKETS_S: Final = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)
+
+# --- resource attributes ----------------------------------------------------
+SERVICE_NAME: Final = "service.name"
+SERVICE_VERSION: Final = "service.version"
+SERVICE_INSTANCE_ID: Final = "service.instance.id"
+DEPLOYMENT_ENVIRONMENT_NAME: Final = "deployment.environment.name"
+HOST_NAME: Final = "host.name"
+PROCESS_PID: Final = "process.pid"
+
+# --- common attributes -----------------------------------------------------
+ERROR_TYPE: Final = "error.type"
+EXCEPTION_TYPE: Final = "exception.type"
+EXCEPTION_MESSAGE: Final = "exception.message"
+
+# --- retry -------------------------------------------------------------------
+METRIC_RETRY_ATTEMPTS: Final = "retry.attempts"
+RETRY_NAME: Final = "retry.name"
+RETRY_RESULT: Final = "retry.result"
+RETRY_ATTEMPT: Final = "retry.attempt"
+RETRY_DELAY: Final = "retry.delay"
+EVENT_RETRY: Final = "retry"
+EVENT_RETRY_EXHAUSTED: Final = "retry.exhausted"
+
+
+class RetryResult:
+    SUCCESS: Final = "success"
+    RETRY: Final = "retry"
+    EXHAUSTED: Final = "exhausted"
+
+
+# --- circuit breaker -----------------------------------------------------------
+METRIC_CIRCUITBREAKER_STATE: Final = "circuitbreaker.state"
+METRIC_CIRCUITBREAKER_CALLS: Final = "circuitbreaker.calls"
+METRIC_CIRCUITBREAKER_TRANSITIONS: Final = "circuitbreaker.transitions"
+CIRCUITBREAKER_NAME: Final = "circuitbreaker.name"
+CIRCUITBREAKER_STATE: Final = "circuitbreaker.state"
+CIRCUITBREAKER_STATE_PREVIOUS: Final = "circuitbreaker.state.previous"
+CIRCUITBREAKER_RESULT: Final = "circuitbreaker.result"
+EVENT_CIRCUITBREAKER_STATE_CHANGE: Final = "circuitbreaker.state_change"
+EVENT_CIRCUITBREAKER_REJECTED: Final = "circuitbreaker.rejected"
+
+
+class CircuitBreakerState:
+    CLOSED: Final = "closed"
+    OPEN: Final = "open"
+    HALF_OPEN: Final = "half_open"
+    ALL: Final = ("closed", "open", "half_open")
+
+
+class CircuitBreakerResult:
+    SUCCESS: Final = "success"
+    FAILURE: Final = "failure"
+    REJECTED: Final = "rejected"
+
+
+# --- rate limiter and backpressure --------------------------------------------
+METRIC_RATELIMITER_REQUESTS: Final = "ratelimiter.requests"
+METRIC_RATELIMITER_WAIT_DURATION: Final = "ratelimiter.wait.duration"
+METRIC_RATELIMITER_AVAILABLE: Final = "ratelimiter.available"
+RATELIMITER_NAME: Final = "ratelimiter.name"
+RATELIMITER_RESULT: Final = "ratelimiter.result"
+RATELIMITER_RETRY_AFTER: Final = "ratelimiter.retry_after"
+EVENT_RATELIMITER_WAIT: Final = "ratelimiter.wait"
+EVENT_RATELIMITER_REJECTED: Final = "ratelimiter.rejected"
+
+METRIC_BACKPRESSURE_QUEUE_SIZE: Final = "backpressure.queue.size"
+METRIC_BACKPRESSURE_REJECTIONS: Final = "backpressure.rejections"
+BACKPRESSURE_NAME: Final = "backpressure.name"
+
+
+class RateLimiterResult:
+    ALLOWED: Final = "allowed"
+    WAITED: Final = "waited"
+    REJECTED: Final = "rejected"
+
+
+# --- dead-letter queue ----------------------------------------------------------
+METRIC_DEADLETTER_QUEUE_SIZE: Final = "deadletter.queue.size"
+METRIC_DEADLETTER_ENQUEUED: Final = "deadletter.enqueued"
+METRIC_DEADLETTER_REPLAYED: Final = "deadletter.replayed"
+DEADLETTER_QUEUE: Final = "deadletter.queue"
+DEADLETTER_RESULT: Final = "deadletter.result"
+EVENT_DEADLETTER_ENQUEUED: Final = "deadletter.enqueued"
+
+# --- fallbacks and handled errors ------------------------------------------------
+METRIC_FALLBACK_INVOCATIONS: Final = "fallback.invocations"
+FALLBACK_NAME: Final = "fallback.name"
+EVENT_FALLBACK: Final = "fallback"
+
+METRIC_ERRORS_HANDLED: Final = "errors.handled"
+ERROR_SEVERITY: Final = "error.severity"
+ERROR_CONTEXT: Final = "error.context"
+
+# --- health and alerts ------------------------------------------------------------
+METRIC_HEALTH_CHECK_STATUS: Final = "health.check.status"
+METRIC_HEALTH_CHECK_DURATION: Final = "health.check.duration"
+HEALTH_CHECK_NAME: Final = "health.check.name"
+HEALTH_STATUS: Final = "health.status"
+
+
+class HealthStatusValue:
+    HEALTHY: Final = "healthy"
+    DEGRADED: Final = "degraded"
+    UNHEALTHY: Final = "unhealthy"
+    UNKNOWN: Final = "unknown"
+    ALL: Final = ("healthy", "degraded", "unhealthy", "unknown")
+
+
+METRIC_ALERTS_ACTIVE: Final = "alerts.active"
+METRIC_ALERTS_RAISED: Final = "alerts.raised"
+ALERT_SEVERITY: Final = "alert.severity"
+ALERT_COMPONENT: Final = "alert.component"
+
+# --- operations (structured logging's trace_request) -------------------------------
+METRIC_OPERATION_DURATION: Final = "operation.duration"
+OPERATION_NAME: Final = "operation.name"
+OPERATION_RESULT: Final = "operation.result"
+
+# --- validation ----------------------------------------------------------------------
+METRIC_VALIDATION_FAILURES: Final = "validation.failures"
+VALIDATION_INPUT_TYPE: Final = "validation.input_type"
+VALIDATION_THREAT: Final = "validation.threat"
+EVENT_VALIDATION_FAILED: Final = "validation.failed"
+
+
+class ValidationThreat:
+    XSS: Final = "xss"
+    SQLI: Final = "sqli"
+    FORMAT: Final = "format"
+    NONE: Final = "none"
+
+
+# --- feature flags (OTel feature-flag semantic conventions) ---------------------------
+EVENT_FEATURE_FLAG_EVALUATION: Final = "feature_flag.evaluation"
+FEATURE_FLAG_KEY: Final = "feature_flag.key"
+FEATURE_FLAG_PROVIDER_NAME: Final = "feature_flag.provider.name"
+FEATURE_FLAG_RESULT_VARIANT: Final = "feature_flag.result.variant"
+FEATURE_FLAG_RESULT_VALUE: Final = "feature_flag.result.value"
+FEATURE_FLAG_RESULT_REASON: Final = "feature_flag.result.reason"
+FEATURE_FLAG_CONTEXT_ID: Final = "feature_flag.context.id"
+
+# --- system and process metrics (semantic-convention names) -----------------------------
+METRIC_SYSTEM_CPU_UTILIZATION: Final = "system.cpu.utilization"
+METRIC_SYSTEM_MEMORY_USAGE: Final = "system.memory.usage"
+METRIC_SYSTEM_MEMORY_UTILIZATION: Final = "system.memory.utilization"
+METRIC_SYSTEM_DISK_IO: Final = "system.disk.io"
+METRIC_SYSTEM_NETWORK_IO: Final = "system.network.io"
+METRIC_SYSTEM_FILESYSTEM_UTILIZATION: Final = "system.filesystem.utilization"
+METRIC_PROCESS_CPU_UTILIZATION: Final = "process.cpu.utilization"
+METRIC_PROCESS_MEMORY_USAGE: Final = "process.memory.usage"
+METRIC_PROCESS_THREAD_COUNT: Final = "process.thread.count"
+METRIC_PROCESS_OPEN_FILE_DESCRIPTOR_COUNT: Final = "process.unix.file_descriptor.count"
+
+# --- the exporter's own health --------------------------------------------------------
+METRIC_EXPORT_SPOOL_SIZE: Final = "otelprod.export.spool.size"
+METRIC_EXPORT_DROPPED: Final = "otelprod.export.dropped"
+METRIC_EXPORT_FAILURES: Final = "otelprod.export.failures"
+SIGNAL: Final = "signal"
+
+
+class Signal:
+    TRACES: Final = "traces"
+    METRICS: Final = "metrics"
+    LOGS: Final = "logs"
+    ALL: Final = ("traces", "metrics", "logs")
