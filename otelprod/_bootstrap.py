@@ -314,6 +314,9 @@ def shutdown(timeout: float | None = None) -> bool:
 def _flush_then_stop(provider: Any, deadline: float) -> Callable[[], None]:
     def run() -> None:
         millis = max(1, int((deadline - time.monotonic()) * 1000))
+        if isinstance(provider, MeterProvider):
+            provider.shutdown(timeout_millis=millis)  # its shutdown collects a last time
+            return
         provider.force_flush(millis)
         provider.shutdown()
     return run

@@ -68,6 +68,9 @@ class ConsoleLogExporter(_Console, LogRecordExporter):
             self._write(lines)
         return LogRecordExportResult.SUCCESS
 
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
     def shutdown(self) -> None:
         pass
 
