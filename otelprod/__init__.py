@@ -14,8 +14,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from otelprod._bootstrap import init, shutdown
-    from otelprod.production_integration import ProductionSystem
+    from otelprod._bootstrap import init as init
+    from otelprod._bootstrap import shutdown as shutdown
+    from otelprod.production_integration import ProductionSystem as ProductionSystem
 
 #: public name -> module that defines it
 _EXPORTS: dict[str, str] = {

@@ -133,7 +133,8 @@ def _install(settings: Settings, resource: Resource) -> Pipeline:
     if isinstance(current, TracerProvider):
         pipeline.tracer_provider = current
     else:
-        tp = TracerProvider(resource=resource, shutdown_on_exit=False)  # sampler: OTEL_TRACES_SAMPLER
+        # the sampler comes from OTEL_TRACES_SAMPLER, read by the SDK
+        tp = TracerProvider(resource=resource, shutdown_on_exit=False)
         tp.add_span_processor(BatchSpanProcessor(ScrubbingSpanExporter(span_exporter)))
         trace.set_tracer_provider(tp)
         pipeline.tracer_provider = tp
@@ -171,10 +172,7 @@ def _install(settings: Settings, resource: Resource) -> Pipeline:
 
 def _bridge_logging(logger_provider: Any, settings: Settings) -> logging.Handler:
     """Send stdlib ``logging`` records to the OTel logger provider, with trace context."""
-    try:
-        from opentelemetry.instrumentation.logging.handler import LoggingHandler
-    except ImportError:  # pragma: no cover - older instrumentation package
-        from opentelemetry.sdk._logs import LoggingHandler  # type: ignore[attr-defined,no-redef]
+    from opentelemetry.instrumentation.logging.handler import LoggingHandler
 
     handler = LoggingHandler(logger_provider=logger_provider)
     handler.addFilter(lambda record: not _is_plumbing(record))

@@ -13,7 +13,6 @@ from typing import Any, TextIO
 
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics.export import (
-    AggregationTemporality,
     MetricExporter,
     MetricExportResult,
     MetricsData,
@@ -78,9 +77,7 @@ class ConsoleLogExporter(_Console, LogRecordExporter):
 class ConsoleMetricExporter(_Console, MetricExporter):
     def __init__(self, stream: TextIO | None = None) -> None:
         _Console.__init__(self, stream)
-        MetricExporter.__init__(self, preferred_temporality={
-            kind: AggregationTemporality.CUMULATIVE for kind in ()
-        })
+        MetricExporter.__init__(self)
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
                **kwargs: Any) -> MetricExportResult:
@@ -89,9 +86,10 @@ class ConsoleMetricExporter(_Console, MetricExporter):
             for sm in rm.scope_metrics:
                 for metric in sm.metrics:
                     for point in metric.data.data_points:
-                        value = getattr(point, "value", None)
+                        value: Any = getattr(point, "value", None)
                         if value is None:
-                            value = f"count={point.count} sum={point.sum:.4g}"
+                            value = f"count={getattr(point, 'count', '?')} " \
+                                    f"sum={getattr(point, 'sum', 0):.4g}"
                         lines.append(f"  metric {metric.name:<34} {value}  "
                                      f"{_attrs(point.attributes, 3)}"[:160])
         if lines:

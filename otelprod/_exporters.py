@@ -81,7 +81,11 @@ def _new_exporter(target: Target, timeout: float) -> Any:
     if target.protocol == GRPC:
         from opentelemetry.exporter.otlp.proto.grpc import (
             _log_exporter as glog,
+        )
+        from opentelemetry.exporter.otlp.proto.grpc import (
             metric_exporter as gmetric,
+        )
+        from opentelemetry.exporter.otlp.proto.grpc import (
             trace_exporter as gtrace,
         )
 
@@ -90,7 +94,11 @@ def _new_exporter(target: Target, timeout: float) -> Any:
     else:
         from opentelemetry.exporter.otlp.proto.http import (
             _log_exporter as hlog,
+        )
+        from opentelemetry.exporter.otlp.proto.http import (
             metric_exporter as hmetric,
+        )
+        from opentelemetry.exporter.otlp.proto.http import (
             trace_exporter as htrace,
         )
 

@@ -26,7 +26,7 @@ from opentelemetry.proto.collector.metrics.v1 import (
     metrics_service_pb2_grpc,
 )
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 GRPC = "grpc"
 HTTP = "http/protobuf"
@@ -106,21 +106,21 @@ class OTLPReceiver:
         receiver = self
 
         class Traces(trace_service_pb2_grpc.TraceServiceServicer):
-            def Export(self, request, context):  # noqa: N802 - gRPC's name
+            def Export(self, request, context):
                 if receiver.fail_with is not None:
                     context.abort(grpc.StatusCode(receiver.fail_with), "failing on purpose")
                 receiver._record("traces", request)
                 return trace_service_pb2.ExportTraceServiceResponse()
 
         class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
-            def Export(self, request, context):  # noqa: N802
+            def Export(self, request, context):
                 if receiver.fail_with is not None:
                     context.abort(grpc.StatusCode(receiver.fail_with), "failing on purpose")
                 receiver._record("metrics", request)
                 return metrics_service_pb2.ExportMetricsServiceResponse()
 
         class Logs(logs_service_pb2_grpc.LogsServiceServicer):
-            def Export(self, request, context):  # noqa: N802
+            def Export(self, request, context):
                 if receiver.fail_with is not None:
                     context.abort(grpc.StatusCode(receiver.fail_with), "failing on purpose")
                 receiver._record("logs", request)
@@ -148,7 +148,7 @@ class OTLPReceiver:
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 route = routes.get(self.path)
                 if route is None:
