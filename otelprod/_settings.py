@@ -2,15 +2,24 @@
 
 The standard ``OTEL_*`` variables are not read here: the SDK and its
 exporters read them where they apply, so their semantics stay the SDK's.
+Each setting is a declared key of :mod:`otelprod.config_manager`, so a bad
+deployment gets one error listing every problem, each naming the variable
+and the bad value.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from otelprod.config_manager._environment import ENVIRONMENT_NAMES, normalize_environment
+from otelprod.config_manager._schema import ConfigKey, ConfigSchema
 from otelprod.errors import ConfigurationError
+
+ENV_PREFIX = "OTELPROD_"
+MiB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -29,59 +38,88 @@ class Settings:
     log_level: str = "INFO"
     log_file: str | None = None
     spool_dir: str | None = None
-    spool_max_bytes: int = 256 * 1024 * 1024
+    spool_max_bytes: int = 256 * MiB
     console: bool | None = None
     system_metrics: bool = True
 
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+def _upper(value: Any) -> Any:
+    text = str(value).strip().upper()
+    return {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(text, text)
 
 
-def _convert(name: str, raw: Any, kind: type) -> Any:
-    if raw is None or isinstance(raw, kind) and not (kind is int and isinstance(raw, bool)):
-        return raw
-    if kind is bool and isinstance(raw, str):
-        if raw.strip().lower() in _TRUE:
-            return True
-        if raw.strip().lower() in _FALSE:
-            return False
-        raise ValueError(f"{name}: expected a boolean (true/false), got {raw!r}")
-    try:
-        return kind(raw)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"{name}: expected {kind.__name__}, got {type(raw).__name__} {raw!r}"
-        ) from None
+def _lower(value: Any) -> Any:
+    return str(value).strip().lower()
 
 
-def load_settings(**overrides: Any) -> Settings:
+#: Every setting, declared once: type, range, choices.
+SCHEMA = ConfigSchema([
+    ConfigKey("service_name", str, description="service.name of the resource"),
+    ConfigKey("service_version", str, description="service.version of the resource"),
+    ConfigKey("environment", str, default="development", choices=ENVIRONMENT_NAMES,
+              normalize=normalize_environment, description="deployment.environment.name"),
+    ConfigKey("endpoint", str, description="OTLP endpoint (else OTEL_EXPORTER_OTLP_ENDPOINT)"),
+    ConfigKey("protocol", str, choices=("grpc", "http/protobuf", "http/json"), normalize=_lower,
+              description="OTLP protocol (else OTEL_EXPORTER_OTLP_PROTOCOL)"),
+    ConfigKey("health_port", int, min=0, max=65535, description="health endpoint port"),
+    ConfigKey("health_host", str, default="0.0.0.0", description="health endpoint address"),
+    ConfigKey("health_token", str, secret=True, description="bearer token for /status"),
+    ConfigKey("shutdown_timeout", float, default=5.0, min=0, max=3600, exclusive_min=True,
+              description="seconds to flush at shutdown"),
+    ConfigKey("export_timeout", float, default=5.0, min=0, max=3600, exclusive_min=True,
+              description="seconds per export attempt"),
+    ConfigKey("json_logs", bool, default=False, description="JSON lines on stdout"),
+    ConfigKey("log_level", str, default="INFO",
+              choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), normalize=_upper),
+    ConfigKey("log_file", str, description="also write JSON lines to this file (rotated)"),
+    ConfigKey("spool_dir", str, description="where unsent telemetry waits on disk"),
+    ConfigKey("spool_max_bytes", int, default=256 * MiB, min=0, description="spool bound"),
+    ConfigKey("console", bool, description="print telemetry instead of exporting it"),
+    ConfigKey("system_metrics", bool, default=True, description="system/process metrics"),
+])
+
+
+def env_var(name: str) -> str:
+    return f"{ENV_PREFIX}{name.upper()}"
+
+
+def load_settings(*, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Settings from ``OTELPROD_*`` variables, with keyword ``overrides`` winning.
 
-    Every problem is reported at once in one :class:`ConfigurationError`.
+    An override of ``None`` means "not given" and leaves the variable (or the
+    default) in force. Every problem, unknown keywords included, is reported
+    at once in one :class:`ConfigurationError`.
     """
-    known = {f.name: f for f in fields(Settings)}
-    unknown = sorted(set(overrides) - set(known))
-    problems = [f"{k}: unknown setting (known: {', '.join(sorted(known))})" for k in unknown]
+    env = os.environ if environ is None else environ
+    known = [f.name for f in fields(Settings)]
+    problems = [f"{k}: unknown setting (known: {', '.join(known)})"
+                for k in sorted(set(overrides) - set(known))]
     values: dict[str, Any] = {}
-    for name, field in known.items():
-        kind = {"int": int, "float": float, "bool": bool, "str": str}[
-            str(field.type).split("|")[0].strip()
-        ]
-        raw = overrides.get(name)
-        if raw is None:
-            raw = os.environ.get(f"OTELPROD_{name.upper()}")
-        if raw is None:
-            continue
-        try:
-            values[name] = _convert(name, raw, kind)
-        except ValueError as exc:
-            problems.append(str(exc))
-    if values.get("health_port") is not None and not 0 <= values["health_port"] <= 65535:
-        problems.append(f"health_port: must be within 0..65535, got {values['health_port']!r}")
-    for name in ("shutdown_timeout", "export_timeout"):
-        if name in values and values[name] <= 0:
-            problems.append(f"{name}: must be > 0, got {values[name]!r}")
+    origin: dict[str, str] = {}
+    for name in known:
+        if overrides.get(name) is not None:
+            values[name] = overrides[name]
+            origin[name] = "keyword argument"
+        elif env_var(name) in env:
+            raw = env[env_var(name)]
+            key = SCHEMA.get(name)
+            if raw.strip() == "" and key is not None and key.type is not str:
+                continue  # an empty variable is an unset one
+            values[name] = raw
+            origin[name] = env_var(name)
+    checked, schema_problems = SCHEMA.problems(
+        values, where=lambda n: f"{n} (from {origin[n]})" if n in origin else n)
+    problems.extend(schema_problems)
     if problems:
         raise ConfigurationError(problems)
-    return Settings(**values)
+    if checked.get("health_token"):
+        from otelprod._scrub import scrubber
+
+        scrubber.register_secret(checked["health_token"])
+    return Settings(**checked)
+
+
+def describe_settings() -> list[dict[str, Any]]:
+    """Every setting with its variable, type, default and description (for the CLI)."""
+    return [{"name": key.name, "env": env_var(key.name), "type": key.type.__name__,
+             "default": key.default, "description": key.description} for key in SCHEMA]
