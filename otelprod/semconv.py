@@ -47,6 +47,8 @@ class RetryResult:
     SUCCESS: Final = "success"
     RETRY: Final = "retry"
     EXHAUSTED: Final = "exhausted"
+    #: the attempt failed with an exception the policy does not retry
+    FAILURE: Final = "failure"
 
 
 # --- circuit breaker -----------------------------------------------------------
@@ -83,10 +85,22 @@ RATELIMITER_RESULT: Final = "ratelimiter.result"
 RATELIMITER_RETRY_AFTER: Final = "ratelimiter.retry_after"
 EVENT_RATELIMITER_WAIT: Final = "ratelimiter.wait"
 EVENT_RATELIMITER_REJECTED: Final = "ratelimiter.rejected"
+RATELIMITER_DELAY: Final = "ratelimiter.delay"  # s slept for a slot (on ratelimiter.wait)
+# a shared store (Redis) failed; the failure mode decided the request
+METRIC_RATELIMITER_BACKEND_FAILURES: Final = "ratelimiter.backend.failures"
+RATELIMITER_FAILURE_MODE: Final = "ratelimiter.failure_mode"  # open / closed
+EVENT_RATELIMITER_BACKEND_FAILURE: Final = "ratelimiter.backend_failure"
 
 METRIC_BACKPRESSURE_QUEUE_SIZE: Final = "backpressure.queue.size"
 METRIC_BACKPRESSURE_REJECTIONS: Final = "backpressure.rejections"
 BACKPRESSURE_NAME: Final = "backpressure.name"
+BACKPRESSURE_REASON: Final = "backpressure.reason"  # full / shedding
+EVENT_BACKPRESSURE_REJECTED: Final = "backpressure.rejected"
+
+
+class BackpressureReason:
+    FULL: Final = "full"  # at max_queue_size
+    SHEDDING: Final = "shedding"  # above the high watermark, not yet below the low one
 
 
 class RateLimiterResult:
@@ -102,6 +116,13 @@ METRIC_DEADLETTER_REPLAYED: Final = "deadletter.replayed"
 DEADLETTER_QUEUE: Final = "deadletter.queue"
 DEADLETTER_RESULT: Final = "deadletter.result"
 EVENT_DEADLETTER_ENQUEUED: Final = "deadletter.enqueued"
+DEADLETTER_OPERATION: Final = "deadletter.operation"
+DEADLETTER_ITEM_ID: Final = "deadletter.item.id"
+
+
+class DeadLetterResult:
+    SUCCESS: Final = "success"
+    FAILURE: Final = "failure"
 
 # --- fallbacks and handled errors ------------------------------------------------
 METRIC_FALLBACK_INVOCATIONS: Final = "fallback.invocations"
