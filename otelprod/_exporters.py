@@ -5,14 +5,21 @@ headers, certificates, compression, timeout); this module only decides the
 protocol per signal, turns an explicit ``endpoint`` into per-signal URLs the
 way the specification does, and wraps each exporter so that a forked worker
 builds its own (gRPC channels and HTTP sessions must not cross a fork).
+
+Behind the exporters sits the disk spool (``_spool``, ``_spool_link``): what
+the collector does not take is kept on disk and sent when it is back, also by
+the next process of the service after a crash.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
@@ -21,6 +28,8 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otelprod import semconv
 from otelprod._settings import Settings
+from otelprod._spool import SpoolDir, service_dir
+from otelprod._spool_link import Policy, SignalLink, encode, sender_for
 from otelprod.errors import ConfigurationError
 
 GRPC = "grpc"
@@ -148,39 +157,207 @@ def _failure_counter() -> Any:
     return _failures
 
 
-class _PerProcess(Generic[E]):
-    """Holds one exporter per process, built on first use in that process."""
 
-    def __init__(self, factory: Callable[[], E]) -> None:
+
+_dropped: Any = None
+
+
+def record_drop(signal: str, count: int) -> None:
+    """Count ``count`` items of ``signal`` that will never reach the collector."""
+    global _dropped
+    try:
+        if _dropped is None:
+            from otelprod._telemetry import meter
+
+            _dropped = meter.create_counter(
+                semconv.METRIC_EXPORT_DROPPED, unit="{item}",
+                description="Spans, log records and metric points dropped before reaching "
+                            "the collector (spool bound, rejected by the collector), by signal.")
+        _dropped.add(count, {semconv.SIGNAL: signal})
+    except Exception:
+        pass
+
+
+#: Exporters alive in this process, for the spool size gauge.
+_live: weakref.WeakSet[Any] = weakref.WeakSet()
+_gauge_lock = threading.Lock()
+_gauge: Any = None
+
+
+def _observe_spool(options: Any) -> Any:
+    from opentelemetry.metrics import Observation
+
+    for exporter in list(_live):
+        link = exporter._link()
+        if link is not None and link.spool is not None:
+            yield Observation(link.spool.bytes_of(exporter.signal),
+                              {semconv.SIGNAL: exporter.signal})
+
+
+def _register_gauge() -> None:
+    global _gauge
+    with _gauge_lock:
+        if _gauge is None:
+            from otelprod._telemetry import meter
+
+            _gauge = meter.create_observable_gauge(
+                semconv.METRIC_EXPORT_SPOOL_SIZE, callbacks=[_observe_spool], unit="By",
+                description="Bytes of telemetry waiting in the disk spool, by signal.")
+
+
+class _PerProcess(Generic[E]):
+    """Holds one object per process, built on first use in that process."""
+
+    def __init__(self, factory: Callable[[], E | None]) -> None:
         self._factory = factory
         self._lock = threading.Lock()
         self._pid = -1
-        self._exporter: E | None = None
+        self._value: E | None = None
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
 
-    def get(self) -> E:
+            def reset() -> None:  # a lock held by a parent's thread would never be released
+                me = ref()
+                if me is not None:
+                    me._lock = threading.Lock()
+            os.register_at_fork(after_in_child=reset)
+
+    def get(self) -> E | None:
         if self._pid != os.getpid():
             with self._lock:
                 if self._pid != os.getpid():
-                    # the parent's exporter is abandoned, not shut down: its channel
+                    # the parent's object is abandoned, not shut down: its channel
                     # and threads belong to the parent process
-                    self._lock = threading.Lock()
-                    self._exporter = self._factory()
+                    self._value = self._factory()
                     self._pid = os.getpid()
-        assert self._exporter is not None
-        return self._exporter
+        return self._value
 
     def current(self) -> E | None:
-        return self._exporter if self._pid == os.getpid() else None
+        return self._value if self._pid == os.getpid() else None
 
 
-class ForkSafeSpanExporter(SpanExporter):
-    def __init__(self, factory: Callable[[], SpanExporter]) -> None:
-        self._inner = _PerProcess(factory)
-        self.health = ExportHealth("traces")
+@dataclass(frozen=True)
+class SpoolConfig:
+    """Where and how the exporters of one pipeline spool; shared by the three signals."""
+
+    path: Path
+    max_bytes: int
+    policy: Policy
+
+    def opener(self) -> _PerProcess[SpoolDir]:
+        def open_spool() -> SpoolDir | None:
+            try:
+                return SpoolDir(self.path, self.max_bytes, on_drop=record_drop)
+            except (OSError, ValueError) as exc:
+                logging.getLogger("otelprod._spool").warning(
+                    "otelprod: cannot use the spool directory %s (%s); telemetry that cannot "
+                    "be sent is dropped", self.path, exc)
+                return None
+        return _PerProcess(open_spool)
+
+
+class _Proc:
+    """What one process uses to export one signal: the SDK exporter, and the link."""
+
+    def __init__(self, exporter: Any, link: SignalLink | None) -> None:
+        self.exporter = exporter
+        self.link = link
+
+
+class _ForkSafe:
+    """Shared by the three exporters: one SDK exporter (and spool link) per process.
+
+    Without a spool the SDK exporter exports as usual. With one, each batch is
+    encoded once and goes through a :class:`SignalLink`: sent at once, or
+    spooled to disk when the collector does not take it.
+    """
+
+    signal: str
+
+    def _setup(self, factory: Callable[[], Any], spool: SpoolConfig | None,
+               spool_dir: _PerProcess[SpoolDir] | None) -> None:
+        self._factory = factory
+        self._spool = spool
+        self._spool_dir = spool_dir
+        self.health = ExportHealth(self.signal)
+        self._inner: _PerProcess[_Proc] = _PerProcess(self._build)
+        if spool is not None:
+            _live.add(self)
+            _register_gauge()
+
+    def _build(self) -> _Proc:
+        exporter = self._factory()
+        link = None
+        spool_dir = self._spool_dir.get() if self._spool_dir is not None else None
+        if self._spool is not None and spool_dir is not None:
+            link = SignalLink(self.signal, sender_for(exporter, self.signal), spool_dir,
+                              self._spool.policy, self.health, record_drop)
+        return _Proc(exporter, link)
+
+    def start(self) -> None:
+        """Build this process's exporter and start replaying what an earlier process spooled."""
+        self._inner.get()
+
+    def _link(self) -> SignalLink | None:
+        proc = self._inner.current()
+        return proc.link if proc is not None else None
+
+    def _send(self, batch: Any, timeout: float | None) -> bool | None:
+        """True/False when the link took the batch; None to use the SDK exporter."""
+        proc = self._inner.get()
+        assert proc is not None
+        if proc.link is None:
+            return None
+        data, count = encode(self.signal, batch)
+        return proc.link.submit(data, count, timeout)
+
+    def spool_status(self) -> dict[str, Any]:
+        """spooling, spool_bytes, dropped and segments of this signal, in this process."""
+        link = self._link()
+        if link is not None:
+            return link.status()
+        proc = self._inner.current()
+        return {"spooling": False, "spool_bytes": 0, "dropped": 0, "segments": 0,
+                "spool_dir": str(self._spool.path) if self._spool and proc is None else None}
+
+    def _flush(self, timeout_millis: float) -> bool:
+        proc = self._inner.current()
+        if proc is None:
+            return True
+        if proc.link is not None:
+            return proc.link.flush(timeout_millis / 1000)
+        return bool(proc.exporter.force_flush(timeout_millis))
+
+    def _close(self, timeout_millis: float | None) -> None:
+        proc = self._inner.current()
+        if proc is None:
+            return
+        if proc.link is not None:
+            budget = self._spool.policy.shutdown_timeout if self._spool else 5.0
+            if timeout_millis is not None:
+                budget = min(budget, timeout_millis / 1000)
+            proc.link.close(budget)  # closes the SDK exporter too
+        elif self.signal == "metrics" and timeout_millis is not None:
+            proc.exporter.shutdown(timeout_millis=timeout_millis)
+        else:
+            proc.exporter.shutdown()
+
+
+class ForkSafeSpanExporter(_ForkSafe, SpanExporter):
+    signal = "traces"
+
+    def __init__(self, factory: Callable[[], SpanExporter], spool: SpoolConfig | None = None,
+                 spool_dir: _PerProcess[SpoolDir] | None = None) -> None:
+        self._setup(factory, spool, spool_dir)
 
     def export(self, spans: Sequence[Any]) -> SpanExportResult:
         try:
-            result = self._inner.get().export(spans)
+            sent = self._send(spans, None)
+            if sent is not None:
+                return SpanExportResult.SUCCESS if sent else SpanExportResult.FAILURE
+            proc = self._inner.get()
+            assert proc is not None
+            result = proc.exporter.export(spans)
         except Exception as exc:  # an exporter bug must not kill the batch thread
             self.health.record(False, repr(exc))
             return SpanExportResult.FAILURE
@@ -188,23 +365,28 @@ class ForkSafeSpanExporter(SpanExporter):
         return result
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        inner = self._inner.current()
-        return inner.force_flush(timeout_millis) if inner else True
+        return self._flush(timeout_millis)
 
-    def shutdown(self) -> None:
-        inner = self._inner.current()
-        if inner:
-            inner.shutdown()
+    def shutdown(self, timeout_millis: float | None = None) -> None:
+        self._close(timeout_millis)
 
 
-class ForkSafeLogExporter(LogRecordExporter):
-    def __init__(self, factory: Callable[[], LogRecordExporter]) -> None:
-        self._inner = _PerProcess(factory)
-        self.health = ExportHealth("logs")
+class ForkSafeLogExporter(_ForkSafe, LogRecordExporter):
+    signal = "logs"
+
+    def __init__(self, factory: Callable[[], LogRecordExporter],
+                 spool: SpoolConfig | None = None,
+                 spool_dir: _PerProcess[SpoolDir] | None = None) -> None:
+        self._setup(factory, spool, spool_dir)
 
     def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
         try:
-            result = self._inner.get().export(batch)
+            sent = self._send(batch, None)
+            if sent is not None:
+                return LogRecordExportResult.SUCCESS if sent else LogRecordExportResult.FAILURE
+            proc = self._inner.get()
+            assert proc is not None
+            result = proc.exporter.export(batch)
         except Exception as exc:
             self.health.record(False, repr(exc))
             return LogRecordExportResult.FAILURE
@@ -212,31 +394,36 @@ class ForkSafeLogExporter(LogRecordExporter):
         return result
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        inner = self._inner.current()
-        return bool(inner.force_flush(timeout_millis)) if inner else True
+        return self._flush(timeout_millis)
 
-    def shutdown(self) -> None:
-        inner = self._inner.current()
-        if inner:
-            inner.shutdown()
+    def shutdown(self, timeout_millis: float | None = None) -> None:
+        self._close(timeout_millis)
 
 
-class ForkSafeMetricExporter(MetricExporter):
-    def __init__(self, factory: Callable[[], MetricExporter]) -> None:
-        self._inner = _PerProcess(factory)
+class ForkSafeMetricExporter(_ForkSafe, MetricExporter):
+    signal = "metrics"
+
+    def __init__(self, factory: Callable[[], MetricExporter],
+                 spool: SpoolConfig | None = None,
+                 spool_dir: _PerProcess[SpoolDir] | None = None) -> None:
         probe = factory()  # temporality and aggregation preferences come from the real one
-        super().__init__(
+        MetricExporter.__init__(
+            self,
             preferred_temporality=probe._preferred_temporality,
             preferred_aggregation=probe._preferred_aggregation,
         )
         probe.shutdown()
-        self.health = ExportHealth("metrics")
+        self._setup(factory, spool, spool_dir)
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
                **kwargs: Any) -> MetricExportResult:
         try:
-            result = self._inner.get().export(metrics_data, timeout_millis=timeout_millis,
-                                              **kwargs)
+            sent = self._send(metrics_data, timeout_millis / 1000)
+            if sent is not None:
+                return MetricExportResult.SUCCESS if sent else MetricExportResult.FAILURE
+            proc = self._inner.get()
+            assert proc is not None
+            result = proc.exporter.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         except Exception as exc:
             self.health.record(False, repr(exc))
             return MetricExportResult.FAILURE
@@ -244,13 +431,10 @@ class ForkSafeMetricExporter(MetricExporter):
         return result
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        inner = self._inner.current()
-        return inner.force_flush(timeout_millis) if inner else True
+        return self._flush(timeout_millis)
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        inner = self._inner.current()
-        if inner:
-            inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+        self._close(timeout_millis)
 
 
 @dataclass
@@ -259,19 +443,59 @@ class Exporters:
     metrics: MetricExporter
     logs: LogRecordExporter
     targets: dict[str, Target]
+    spool: SpoolConfig | None = None
 
 
-def build_otlp_exporters(settings: Settings) -> Exporters:
-    """Fork-safe OTLP exporters for the three signals."""
+def spool_service_name(settings: Settings) -> str:
+    """The service whose spool this process uses: as the resource will name it."""
+    if settings.service_name:
+        return settings.service_name
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+
+    return str(Resource.create().attributes.get(SERVICE_NAME, "unknown_service"))
+
+
+def spool_config(settings: Settings, service_name: str | None = None) -> SpoolConfig | None:
+    """The spool of ``settings``' service, or None when ``spool_max_bytes`` is 0."""
+    if settings.spool_max_bytes <= 0:
+        return None
+    retry_max = max(settings.spool_retry_max, settings.spool_retry_initial)
+    policy = Policy(export_timeout=settings.export_timeout,
+                    retry_initial=settings.spool_retry_initial, retry_max=retry_max,
+                    poll_interval=min(1.0, retry_max), rescan_every=min(10.0, 10 * retry_max),
+                    shutdown_timeout=settings.shutdown_timeout)
+    path = service_dir(settings.spool_dir, service_name or spool_service_name(settings))
+    return SpoolConfig(path, settings.spool_max_bytes, policy)
+
+
+def build_otlp_exporters(settings: Settings, *, spool: bool = True,
+                         service_name: str | None = None) -> Exporters:
+    """Fork-safe OTLP exporters for the three signals, with the disk spool behind them.
+
+    ``spool=False`` gives plain SDK exporting (one real export, e.g. for
+    ``otelprod doctor``). With the spool, a background thread starts at once so
+    that what an earlier process of the service left on disk is sent soon.
+    """
     targets = resolve_targets(settings)
     timeout = settings.export_timeout
+    config = spool_config(settings, service_name) if spool else None
+    spool_dir = config.opener() if config is not None else None
 
     def factory(signal: str) -> Callable[[], Any]:
         return lambda: _new_exporter(targets[signal], timeout)
 
-    return Exporters(
-        traces=ForkSafeSpanExporter(factory("traces")),
-        metrics=ForkSafeMetricExporter(factory("metrics")),
-        logs=ForkSafeLogExporter(factory("logs")),
-        targets=targets,
-    )
+    forked: list[_ForkSafe] = [ForkSafeSpanExporter(factory("traces"), config, spool_dir),
+                               ForkSafeMetricExporter(factory("metrics"), config, spool_dir),
+                               ForkSafeLogExporter(factory("logs"), config, spool_dir)]
+    traces, metrics, logs = forked
+    exporters = Exporters(traces=traces, metrics=metrics, logs=logs,  # type: ignore[arg-type]
+                          targets=targets, spool=config)
+    if config is not None:
+        def start() -> None:
+            for exporter in forked:
+                try:
+                    exporter.start()
+                except Exception:
+                    pass
+        threading.Thread(target=start, daemon=True, name="otelprod-spool-start").start()
+    return exporters

@@ -39,6 +39,8 @@ class Settings:
     log_file: str | None = None
     spool_dir: str | None = None
     spool_max_bytes: int = 256 * MiB
+    spool_retry_initial: float = 0.5
+    spool_retry_max: float = 30.0
     console: bool | None = None
     system_metrics: bool = True
 
@@ -56,8 +58,11 @@ def _lower(value: Any) -> Any:
 SCHEMA = ConfigSchema([
     ConfigKey("service_name", str, description="service.name of the resource"),
     ConfigKey("service_version", str, description="service.version of the resource"),
-    ConfigKey("environment", str, default="development", choices=ENVIRONMENT_NAMES,
-              normalize=normalize_environment, description="deployment.environment.name"),
+    # Free-form like deployment.environment.name ("demo", "prod-eu"); the
+    # usual names' aliases ("prod") are canonicalised.
+    ConfigKey("environment", str, default="development", pattern=r"[A-Za-z0-9][\w.\-]{0,63}",
+              normalize=normalize_environment,
+              description=f"deployment.environment.name, e.g. {', '.join(ENVIRONMENT_NAMES)}"),
     ConfigKey("endpoint", str, description="OTLP endpoint (else OTEL_EXPORTER_OTLP_ENDPOINT)"),
     ConfigKey("protocol", str, choices=("grpc", "http/protobuf", "http/json"), normalize=_lower,
               description="OTLP protocol (else OTEL_EXPORTER_OTLP_PROTOCOL)"),
@@ -74,6 +79,10 @@ SCHEMA = ConfigSchema([
     ConfigKey("log_file", str, description="also write JSON lines to this file (rotated)"),
     ConfigKey("spool_dir", str, description="where unsent telemetry waits on disk"),
     ConfigKey("spool_max_bytes", int, default=256 * MiB, min=0, description="spool bound"),
+    ConfigKey("spool_retry_initial", float, default=0.5, min=0, max=3600, exclusive_min=True,
+              description="first delay (s) before re-probing a collector that is down"),
+    ConfigKey("spool_retry_max", float, default=30.0, min=0, max=3600, exclusive_min=True,
+              description="longest delay (s) between probes of a collector that is down"),
     ConfigKey("console", bool, description="print telemetry instead of exporting it"),
     ConfigKey("system_metrics", bool, default=True, description="system/process metrics"),
 ])

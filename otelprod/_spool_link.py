@@ -1,0 +1,348 @@
+"""One signal's way to the collector, with the spool behind it.
+
+Each batch is encoded once, by the SDK's own encoders, into the bytes of an
+OTLP export request. Those bytes are either sent at once (one attempt,
+bounded by the export timeout) or, when that attempt fails or the collector
+is already known to be down, written to the spool. While the collector is
+down nothing waits on it: the batch thread spools each batch directly, so the
+SDK's in-memory queue keeps draining and never drops. A sender thread probes
+with exponential backoff (tenacity) and, once the collector answers, replays
+the spool oldest first; the next live batch then goes straight out again.
+
+The bytes are sent through the SDK exporter's own connection (its gRPC
+channel, headers and credentials, or its HTTP client with headers,
+compression and TLS), so every ``OTEL_EXPORTER_OTLP_*`` setting applies to the
+replay exactly as to a normal export.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import tenacity
+
+from otelprod._spool import SpoolDir, SpoolFull
+
+_log = logging.getLogger("otelprod._spool")
+
+_GRPC_METHODS = {
+    "traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    "metrics": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+    "logs": "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+}
+_HTTP_RETRYABLE = frozenset({408, 429, 502, 503, 504})
+
+
+class SendError(Exception):
+    """One send failed; ``retryable`` says whether the same bytes may succeed later."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class CollectorDown(Exception):
+    """The collector did not take a spooled segment: back off, then probe again."""
+
+
+def encode(signal: str, batch: Any) -> tuple[bytes, int]:
+    """The OTLP request bytes of ``batch`` and its item count, by the SDK's encoders."""
+    if signal == "traces":
+        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+        return encode_spans(batch).SerializeToString(), len(batch)
+    if signal == "logs":
+        from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+
+        return encode_logs(batch).SerializeToString(), len(batch)
+    from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+
+    request = encode_metrics(batch)
+    points = sum(len(getattr(m, kind).data_points)
+                 for rm in request.resource_metrics for sm in rm.scope_metrics
+                 for m in sm.metrics if (kind := m.WhichOneof("data")))
+    return request.SerializeToString(), points
+
+
+class GrpcSender:
+    """Sends request bytes over the SDK gRPC exporter's channel, with its metadata."""
+
+    def __init__(self, exporter: Any, signal: str) -> None:
+        self.exporter = exporter
+        self._method = _GRPC_METHODS[signal]
+        self._lock = threading.Lock()
+        self._channel: Any = None
+        self._rpc: Any = None
+
+    def send(self, data: bytes, timeout: float) -> None:
+        import grpc
+
+        exporter = self.exporter
+        with self._lock:
+            if exporter._channel is not self._channel:
+                self._channel = exporter._channel
+                # no serializer: the request is already bytes, sent as they are
+                self._rpc = self._channel.unary_unary(self._method)
+            rpc = self._rpc
+        try:
+            rpc(data, metadata=tuple(exporter._headers or ()) or None, timeout=timeout)
+        except grpc.RpcError as error:
+            code = error.code() if callable(getattr(error, "code", None)) else None
+            if code == grpc.StatusCode.UNAVAILABLE:
+                self._reconnect()
+            details = error.details() if callable(getattr(error, "details", None)) else ""
+            raise SendError(f"{getattr(code, 'name', code)}: {details}",
+                            retryable=code in exporter._retryable_error_codes) from None
+        except Exception as error:  # e.g. a closed channel
+            raise SendError(repr(error), retryable=True) from None
+
+    def _reconnect(self) -> None:
+        # As the SDK exporter does: a new channel skips gRPC's reconnect backoff
+        # (up to 2 minutes), so the first probe after the collector is back works.
+        with self._lock:
+            try:
+                self.exporter._channel.close()
+            except Exception:
+                pass
+            self.exporter._initialize_channel_and_stub()
+
+    def close(self) -> None:
+        self.exporter.shutdown()
+
+
+class HttpSender:
+    """Sends request bytes with the SDK HTTP exporter's client (headers, compression, TLS)."""
+
+    def __init__(self, exporter: Any, signal: str) -> None:
+        self.exporter = exporter
+
+    def send(self, data: bytes, timeout: float) -> None:
+        client = getattr(self.exporter, "_client", None)
+        try:
+            if client is not None and hasattr(client, "_submit"):
+                result = client._submit(client._compress(data), timeout)
+                status, error = result.status_code, result.error
+            else:  # exporters before 1.40 expose _export(bytes, timeout) -> Response
+                response = self.exporter._export(data, timeout)
+                status, error = response.status_code, None
+        except Exception as exc:
+            raise SendError(repr(exc), retryable=True) from None
+        if status is not None and 200 <= status < 300:
+            return
+        if status is None:  # no response at all: connection refused, timeout, ...
+            raise SendError(repr(error), retryable=True)
+        raise SendError(f"HTTP {status}", retryable=status in _HTTP_RETRYABLE)
+
+    def close(self) -> None:
+        self.exporter.shutdown()
+
+
+def sender_for(exporter: Any, signal: str) -> GrpcSender | HttpSender:
+    if hasattr(exporter, "_initialize_channel_and_stub"):
+        return GrpcSender(exporter, signal)
+    return HttpSender(exporter, signal)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Timings of the link; tests shorten them."""
+
+    export_timeout: float = 5.0
+    retry_initial: float = 0.5
+    retry_max: float = 30.0
+    poll_interval: float = 1.0  # how often an idle sender looks for others' segments
+    rescan_every: float = 10.0  # recount bytes and recover dead processes' claims
+    shutdown_timeout: float = 5.0  # at most this long to empty the spool at shutdown
+
+
+class SignalLink:
+    """The per-process export path of one signal: send now, or spool and replay."""
+
+    def __init__(self, signal: str, sender: Any, spool: SpoolDir | None, policy: Policy,
+                 health: Any, on_drop: Callable[[str, int], None]) -> None:
+        self.signal = signal
+        self.sender = sender
+        self.spool = spool
+        self.policy = policy
+        self.health = health
+        self._on_drop = on_drop
+        self.down = False
+        self.closed = False
+        self.dropped = 0  # dropped before reaching the spool (the spool counts its own)
+        self._stop = threading.Event()
+        self._urgent = threading.Event()
+        self._thread: threading.Thread | None = None
+        if spool is not None:
+            self._thread = threading.Thread(target=self._run, daemon=True,
+                                            name=f"otelprod-spool-{signal}")
+            self._thread.start()
+
+    # --- the export path (the SDK's batch thread) ---------------------------------
+    def submit(self, data: bytes, count: int, timeout: float | None = None) -> bool:
+        """Send or spool one request; True when it is with the collector or on disk."""
+        if self.spool is not None and (self.down or self.closed):
+            return self._to_spool(data, count)
+        try:
+            self.sender.send(data, min(timeout or self.policy.export_timeout,
+                                       self.policy.export_timeout))
+        except SendError as exc:
+            self.health.record(False, str(exc))
+            if not exc.retryable or self.spool is None:
+                self._drop(count)
+                return False
+            self._mark_down(str(exc))
+            return self._to_spool(data, count)
+        self.health.record(True)
+        return True
+
+    def _to_spool(self, data: bytes, count: int) -> bool:
+        assert self.spool is not None
+        try:
+            self.spool.write(self.signal, data, count)
+        except SpoolFull:
+            return False  # counted by the spool
+        except OSError as exc:
+            self._drop(count)
+            _log.warning("otelprod spool: cannot write to %s (%s): %s batch dropped",
+                         self.spool.path, exc, self.signal)
+            return False
+        return True
+
+    def _drop(self, count: int) -> None:
+        self.dropped += count
+        self._on_drop(self.signal, count)
+
+    def _mark_down(self, reason: str) -> None:
+        if not self.down:
+            self.down = True
+            _log.warning("otelprod: the collector does not take %s (%s); spooling to %s "
+                         "until it does", self.signal, reason,
+                         self.spool.path if self.spool else "nowhere")
+            self._urgent.set()
+
+    # --- the sender thread ------------------------------------------------------------
+    def _run(self) -> None:
+        policy = self.policy
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(CollectorDown),
+            wait=tenacity.wait_exponential_jitter(initial=policy.retry_initial,
+                                                  max=policy.retry_max,
+                                                  jitter=policy.retry_initial),
+            stop=tenacity.stop_when_event_set(self._stop),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        last_rescan = time.monotonic()
+        while not self._stop.is_set():
+            self._urgent.wait(policy.poll_interval)
+            self._urgent.clear()
+            if self._stop.is_set():
+                break
+            try:
+                if time.monotonic() - last_rescan >= policy.rescan_every:
+                    last_rescan = time.monotonic()
+                    assert self.spool is not None
+                    self.spool.recover()
+                    self.spool.scan()
+                retrying(self._drain)
+            except CollectorDown:
+                pass  # stopped while the collector was down
+            except Exception:  # the sender must outlive any surprise
+                _log.exception("otelprod spool: sender error")
+
+    def _sleep(self, seconds: float) -> None:
+        self._urgent.wait(seconds)
+        self._urgent.clear()
+
+    def _drain(self, deadline: float | None = None) -> bool:
+        """Send pending segments oldest first; raise CollectorDown when it refuses."""
+        assert self.spool is not None
+        while True:
+            segments = self.spool.pending(self.signal)
+            if not segments:
+                self.down = False  # nothing left: let the live path try again
+                return True
+            for segment in segments:
+                if deadline is None and self._stop.is_set():
+                    return False
+                timeout = self.policy.export_timeout
+                if deadline is not None:
+                    timeout = min(timeout, deadline - time.monotonic())
+                    if timeout <= 0:
+                        return False
+                self._send_segment(segment, timeout)
+
+    def _send_segment(self, segment: Any, timeout: float) -> None:
+        assert self.spool is not None
+        claim = self.spool.claim(segment)
+        if claim is None:
+            return  # another process (or thread) took it
+        data = claim.read()
+        if data is None:
+            return
+        try:
+            self.sender.send(data, timeout)
+        except SendError as exc:
+            self.health.record(False, str(exc))
+            if exc.retryable:
+                claim.release()
+                self._mark_down(str(exc))
+                raise CollectorDown(str(exc)) from None
+            claim.drop()
+            return
+        claim.done()
+        self.health.record(True)
+        if self.down:
+            self.down = False
+            _log.info("otelprod: the collector takes %s again; replaying the spool",
+                      self.signal)
+
+    # --- flush and close ---------------------------------------------------------------
+    def flush(self, timeout: float) -> bool:
+        """Send what is spooled for this signal, within ``timeout`` seconds."""
+        if self.spool is None:
+            return True
+        try:
+            return self._drain(deadline=time.monotonic() + timeout)
+        except CollectorDown:
+            return False
+
+    def close(self, timeout: float) -> bool:
+        """Stop the sender, try once more to empty the spool, and close the connection.
+
+        What is still spooled stays on disk for the next process of the service.
+        """
+        deadline = time.monotonic() + max(0.0, timeout)
+        self.closed = True
+        self._stop.set()
+        self._urgent.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(max(0.0, min(1.0, deadline - time.monotonic())))
+        flushed = True
+        if self.spool is not None:
+            self.down = False
+            flushed = self.flush(max(0.0, deadline - time.monotonic()))
+            self.spool.release_own_claims()
+        try:
+            self.sender.close()
+        except Exception:
+            pass
+        return flushed
+
+    def status(self) -> dict[str, Any]:
+        spool = self.spool
+        if spool is None:
+            return {"spooling": False, "spool_bytes": 0, "dropped": self.dropped,
+                    "segments": 0, "spool_dir": None}
+        return {
+            "spooling": self.down,
+            "spool_bytes": spool.bytes_of(self.signal),
+            "dropped": self.dropped + spool.dropped.get(self.signal, 0),
+            "segments": len(spool.pending(self.signal)),
+            "spool_dir": str(spool.path),
+        }
