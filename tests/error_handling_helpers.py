@@ -1,0 +1,33 @@
+"""Shared bits of the resilience tests: a fake clock and metric look-ups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FakeClock:
+    """Seconds that only move when the test says so."""
+
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def value(metrics: dict[str, list[tuple[dict[str, Any], Any]]], name: str,
+          attrs: dict[str, Any]) -> float:
+    """Sum of the points of ``name`` whose attributes include ``attrs`` (0 when none)."""
+    total = 0.0
+    for point_attrs, point in metrics.get(name, []):
+        if all(point_attrs.get(k) == v for k, v in attrs.items()):
+            total += point.value
+    return total
+
+
+def attrs_of(metrics: dict[str, list[tuple[dict[str, Any], Any]]], name: str
+             ) -> list[dict[str, Any]]:
+    return [a for a, _ in metrics.get(name, [])]
