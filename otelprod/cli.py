@@ -14,7 +14,9 @@ from urllib.parse import urlsplit
 
 #: Modules that add subcommands: each has ``register(subparsers)``, and the
 #: parsers it adds set ``func=callable(args) -> int``.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "otelprod.error_handling._cli",
+]
 
 _SENSITIVE_ENV = ("HEADERS", "TOKEN", "PASSWORD", "SECRET", "KEY")
 
