@@ -1,0 +1,128 @@
+"""The status report: everything monitoring knows, as one JSON-serialisable dict.
+
+Each section is gathered on its own, so one failing part (Redis down behind a
+breaker, a module mid-upgrade) leaves a hole with the reason in it rather than
+no report at all. The finished report goes through the scrubber: it is meant
+to be served over HTTP.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+import logging
+import math
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from otelprod import _telemetry
+from otelprod.monitoring._model import HealthCheckResult, HealthStatus, iso, utcnow
+
+if TYPE_CHECKING:
+    from otelprod.monitoring._system import MonitoringSystem
+
+_log = logging.getLogger("otelprod.monitoring")
+
+
+def jsonable(value: Any, depth: int = 0) -> Any:
+    """A copy of ``value`` that ``json.dumps`` takes and that is valid JSON (no NaN)."""
+    if depth > 32:
+        return "…"
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, enum.Enum):
+        return jsonable(value.value, depth + 1)
+    if isinstance(value, _dt.datetime):
+        return iso(value)
+    if isinstance(value, (_dt.date, _dt.time)):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v, depth + 1) for v in value]
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict):
+        try:
+            return jsonable(to_dict(), depth + 1)
+        except Exception:
+            pass
+    return _telemetry.truncate(value, 200)
+
+
+def _section(name: str, fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except Exception as exc:
+        _log.debug("status report section %s failed", name, exc_info=True)
+        return {"error": f"{type(exc).__name__}: {_telemetry.truncate(str(exc), 200)}"}
+
+
+def _error_handling() -> dict[str, Any]:
+    from otelprod import error_handling
+
+    return error_handling.status_report()
+
+
+def _rate_limiters() -> Any:
+    from otelprod.rate_limiter import rate_limit_manager
+
+    return rate_limit_manager.get_all_stats()
+
+
+def _exporter() -> Any:
+    from otelprod._bootstrap import export_status
+
+    return export_status()
+
+
+def scrub(report: dict[str, Any]) -> dict[str, Any]:
+    try:
+        from otelprod._scrub import scrubber
+    except ImportError:  # pragma: no cover - part of otelprod
+        _log.warning("the scrubber is unavailable: status report sections that may hold "
+                     "secrets are left out")
+        keep = ("overall_status", "ready", "timestamp", "checks", "alerts")
+        return {k: v for k, v in report.items() if k in keep}
+    return scrubber.scrub_mapping(report)
+
+
+def build_report(system: MonitoringSystem,
+                 results: Mapping[str, HealthCheckResult | None] | None = None
+                 ) -> dict[str, Any]:
+    """The report; ``results`` are health results already gathered (else checks run now)."""
+    checker = system.health_checker
+    if results is None:
+        results = checker.run_all()
+    results = {**{n: None for n in checker.check_names}, **dict(results)}
+    overall = checker.overall_status(dict(results))
+    failing = checker.failing_critical(dict(results))
+    checks: dict[str, dict[str, Any]] = {}
+    for name, result in results.items():
+        entry: dict[str, Any] = (result.to_dict() if result is not None else
+                 {"component": name, "status": HealthStatus.UNKNOWN.value,
+                  "message": "not run yet"})
+        entry["critical"] = checker.is_critical(name)
+        checks[name] = entry
+    errors = _section("error_handling", _error_handling)
+    report: dict[str, Any] = {
+        "overall_status": overall.value,
+        "ready": not failing,
+        "failing_critical_checks": failing,
+        "timestamp": iso(utcnow()),
+        "checks": checks,
+        "alerts": _section("alerts", system.alert_manager.summary),
+        "system": _section("system", system.system_metrics.snapshot),
+        "circuit_breakers": errors.get("circuit_breakers", errors) if isinstance(
+            errors, dict) else errors,
+        "errors": errors.get("errors", errors) if isinstance(errors, dict) else errors,
+        "dead_letter_queue": errors.get("dead_letter_queue", errors) if isinstance(
+            errors, dict) else errors,
+        "rate_limiters": _section("rate_limiters", _rate_limiters),
+        "exporter": _section("exporter", _exporter),
+        "metrics": {"instruments": system.metrics.instruments()},
+        "notifiers": [_section("notifier", n.stats) if hasattr(n, "stats") else repr(n)
+                      for n in system.alert_manager.notifiers],
+    }
+    return scrub(jsonable(report))
