@@ -93,10 +93,10 @@ async def await_in_own_span(name: str, fn: Callable[..., Any], *args: Any) -> An
             raise
 
 
-def safely(what: str, fn: Callable[..., Any], *args: Any) -> None:
+def safely(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
     """Call a telemetry helper or a user listener; its failure is logged, never raised."""
     try:
-        fn(*args)
+        fn(*args, **kwargs)
     except Exception:
         _log.warning("%s failed", what, exc_info=True)
 
