@@ -60,10 +60,8 @@ _DEFAULT_PATTERNS = (
 
 _SEPARATORS = re.compile(r"[\s_.\-]+")
 _USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s]*:)[^@/?#\s]+@")
-_KEY_VALUE = re.compile(
-    r"(?P<key>[A-Za-z_][\w.\-]*)(?P<sep>=|[\"']?[ \t]*:[ \t]*[\"']?)"
-    r"(?P<value>\[REDACTED\]|[^\s&;,\"'}\]]+)"
-)
+_KEY_SEP = re.compile(r"(?P<key>[A-Za-z_][\w.\-]*)(?:=|[\"']?[ \t]*:[ \t]*[\"']?)")
+_VALUE = re.compile(r"\[REDACTED\]|[^\s&;,\"'}\]]+")
 
 
 def _normalize(key: str) -> str:
@@ -202,13 +200,30 @@ class Scrubber:
         if "://" in text:
             text = _USERINFO.sub(lambda m: m.group("head") + REDACTED + "@", text)
         if "=" in text or ":" in text:
-            text = _KEY_VALUE.sub(self._replace_pair, text)
+            text = self._redact_pairs(text)
         return text
 
-    def _replace_pair(self, match: re.Match[str]) -> str:
-        if not self.is_sensitive_key(match.group("key")) or match.group("value") == REDACTED:
-            return match.group(0)
-        return match.group("key") + match.group("sep") + REDACTED
+    def _redact_pairs(self, text: str) -> str:
+        """``password=x``, ``"token": "x"``, ``api-key: x`` -> value redacted.
+
+        Keys are found without consuming values, so in ``Error: password=x``
+        the pair after the first colon is still seen.
+        """
+        out: list[str] = []
+        pos = 0
+        for match in _KEY_SEP.finditer(text):
+            if match.start() < pos or not self.is_sensitive_key(match.group("key")):
+                continue
+            value = _VALUE.match(text, match.end())
+            if value is None or value.group(0) == REDACTED:
+                continue
+            out.append(text[pos:match.end()])
+            out.append(REDACTED)
+            pos = value.end()
+        if not out:
+            return text
+        out.append(text[pos:])
+        return "".join(out)
 
 
 #: The process-global scrubber every exit path uses.

@@ -72,10 +72,7 @@ def initialize_config(
         env = Environment.DEVELOPMENT
     config.reset(env)  # in place: earlier references stay valid
     if config_file is not None:
-        try:
-            config.load_from_file(config_file)
-        except ConfigurationError as exc:
-            problems.extend(exc.problems)
+        problems.extend(config.load_file_collecting(config_file)[1])
     if env_prefix is not None:
         config.load_from_env(prefix=env_prefix)
     for key in keys:

@@ -100,15 +100,24 @@ class ConfigManager:
 
         The current environment's table under ``environments`` is applied
         over the rest, and ``feature_flags`` entries are registered. Every
-        problem in the file is reported in one :class:`ConfigurationError`.
+        problem in the file is reported in one :class:`ConfigurationError`
+        (the file's valid values and flags are loaded nonetheless).
         """
-        data = read_file(path)
-        values, flags, problems = self._parse(data, str(path))
+        keys, problems = self.load_file_collecting(path)
         if problems:
             raise ConfigurationError(problems)
+        return keys
+
+    def load_file_collecting(self, path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
+        """Like :meth:`load_from_file`, but returns the problems instead of raising."""
+        try:
+            data = read_file(path)
+        except ConfigurationError as exc:
+            return [], list(exc.problems)
+        values, flags, problems = self._parse(data, str(path))
         for flag in flags:
             self.register_feature_flag(flag)
-        return self.update(values, source=f"file:{path}")
+        return self.update(values, source=f"file:{path}"), problems
 
     def _parse(self, data: dict[str, Any], origin: str
                ) -> tuple[dict[str, Any], list[FeatureFlag], list[str]]:

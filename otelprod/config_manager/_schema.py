@@ -8,6 +8,7 @@ the key, where it came from, the bad value and its type, and what is allowed.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -108,7 +109,8 @@ class ConfigKey:
 
     ``min``/``max`` are inclusive (``exclusive_min`` makes the lower bound
     strict, for timeouts that must be positive); ``choices`` is checked after
-    ``normalize`` (e.g. ``str.upper`` for log levels). A ``secret`` key's
+    ``normalize`` (e.g. ``str.upper`` for log levels), ``pattern`` (a regex
+    the whole text must match) too. A ``secret`` key's
     value is registered with the scrubber and never echoed in problems.
     """
 
@@ -120,6 +122,7 @@ class ConfigKey:
     max: float | None = None
     exclusive_min: bool = False
     choices: tuple[Any, ...] | None = None
+    pattern: str | None = None
     normalize: Callable[[Any], Any] | None = None
     description: str = ""
     secret: bool = False
@@ -139,6 +142,8 @@ class ConfigKey:
         if self.choices is not None and result not in self.choices:
             allowed = ", ".join(repr(c) for c in self.choices)
             raise ConfigValueError(f"must be one of {allowed}, got {self._show(value)}")
+        if self.pattern is not None and not re.fullmatch(self.pattern, str(result)):
+            raise ConfigValueError(f"must match {self.pattern}, got {self._show(value)}")
         if self.type in (int, float):
             low_ok = self.min is None or (result > self.min if self.exclusive_min
                                           else result >= self.min)
