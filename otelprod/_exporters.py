@@ -26,6 +26,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+import otelprod._fork  # noqa: F401  (registers the child's metric reset at fork)
 from otelprod import semconv
 from otelprod._settings import Settings
 from otelprod._spool import SpoolDir, service_dir

@@ -223,14 +223,13 @@ class SignalLink:
             _log.warning("otelprod: the collector does not take %s (%s); spooling to %s "
                          "until it does", self.signal, reason,
                          self.spool.path if self.spool else "nowhere")
-            self._urgent.set()
 
     # --- the sender thread ------------------------------------------------------------
     def _run(self) -> None:
         policy = self.policy
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(CollectorDown),
-            wait=tenacity.wait_exponential_jitter(initial=policy.retry_initial,
+            wait=tenacity.wait_exponential_jitter(multiplier=policy.retry_initial,
                                                   max=policy.retry_max,
                                                   jitter=policy.retry_initial),
             stop=tenacity.stop_when_event_set(self._stop),
@@ -265,7 +264,8 @@ class SignalLink:
         while True:
             segments = self.spool.pending(self.signal)
             if not segments:
-                self.down = False  # nothing left: let the live path try again
+                if self.down:  # e.g. another process sent ours: probe with an empty request
+                    self._probe(deadline)
                 return True
             for segment in segments:
                 if deadline is None and self._stop.is_set():
@@ -276,6 +276,17 @@ class SignalLink:
                     if timeout <= 0:
                         return False
                 self._send_segment(segment, timeout)
+
+    def _probe(self, deadline: float | None) -> None:
+        timeout = self.policy.export_timeout
+        if deadline is not None:
+            timeout = min(timeout, max(0.0, deadline - time.monotonic()))
+        try:
+            self.sender.send(b"", timeout)  # an empty export request is valid OTLP
+        except SendError as exc:
+            if exc.retryable:
+                raise CollectorDown(str(exc)) from None
+        self.down = False
 
     def _send_segment(self, segment: Any, timeout: float) -> None:
         assert self.spool is not None
