@@ -101,7 +101,7 @@ def test_batch_larger_than_the_bound_is_dropped_not_everything_else(tmp_path: Pa
 
 
 def test_bad_bound_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="spool_max_bytes.*> 0.*-1"):
+    with pytest.raises(ValueError, match=r"spool_max_bytes.*> 0.*-1"):
         SpoolDir(tmp_path, max_bytes=-1)
 
 
