@@ -78,6 +78,9 @@ class JsonFormatter(logging.Formatter):
                 entry[plain] = value
             else:
                 extra[plain] = value
+        for key, value in context.items():  # records of plain stdlib loggers
+            if key not in entry and key not in _TOP:
+                entry[key] = value
         if extra:
             entry["extra"] = extra
         if record.exc_info and record.exc_info[0] is not None:
