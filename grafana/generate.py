@@ -61,7 +61,8 @@ def label(attribute: str) -> str:
 
 # Prometheus names of otelprod's instruments (kind and unit as DESIGN.md fixes them)
 RETRY_ATTEMPTS = prom(semconv.METRIC_RETRY_ATTEMPTS) + "_total"
-CB_STATE = prom(semconv.METRIC_CIRCUITBREAKER_STATE)
+# one-hot state gauges have unit "1", so Prometheus appends _ratio
+CB_STATE = prom(semconv.METRIC_CIRCUITBREAKER_STATE) + "_ratio"
 CB_CALLS = prom(semconv.METRIC_CIRCUITBREAKER_CALLS) + "_total"
 CB_TRANSITIONS = prom(semconv.METRIC_CIRCUITBREAKER_TRANSITIONS) + "_total"
 RL_REQUESTS = prom(semconv.METRIC_RATELIMITER_REQUESTS) + "_total"
@@ -74,7 +75,7 @@ DLQ_ENQUEUED = prom(semconv.METRIC_DEADLETTER_ENQUEUED) + "_total"
 DLQ_REPLAYED = prom(semconv.METRIC_DEADLETTER_REPLAYED) + "_total"
 FALLBACKS = prom(semconv.METRIC_FALLBACK_INVOCATIONS) + "_total"
 ERRORS_HANDLED = prom(semconv.METRIC_ERRORS_HANDLED) + "_total"
-HEALTH_STATUS = prom(semconv.METRIC_HEALTH_CHECK_STATUS)
+HEALTH_STATUS = prom(semconv.METRIC_HEALTH_CHECK_STATUS) + "_ratio"
 HEALTH_DURATION = prom(semconv.METRIC_HEALTH_CHECK_DURATION) + "_seconds"
 ALERTS_ACTIVE = prom(semconv.METRIC_ALERTS_ACTIVE)
 ALERTS_RAISED = prom(semconv.METRIC_ALERTS_RAISED) + "_total"
@@ -99,6 +100,9 @@ HC_NAME = label(semconv.HEALTH_CHECK_NAME)
 HC_STATUS = label(semconv.HEALTH_STATUS)
 DLQ_NAME = label(semconv.DEADLETTER_QUEUE)
 SIGNAL = label(semconv.SIGNAL)
+# attributes of the system metrics (semantic conventions)
+CPU_IDLE = 'cpu_mode="idle"'
+MEMORY_USED = 'system_memory_state="used"'
 
 
 def weighted_state(metric: str, state_label: str, group: str, weights: dict[str, int]) -> str:
@@ -234,6 +238,8 @@ def layout(sections: list[Section]) -> list[dict[str, Any]]:
         y += line_height
     for n, panel in enumerate(panels, start=1):
         panel["id"] = n
+        for i, query in enumerate(panel.get("targets", [])):
+            query["refId"] = chr(ord("A") + i)
     return [_ordered(p) for p in panels]
 
 
@@ -460,28 +466,36 @@ def health_and_system() -> dict[str, Any]:
                                     f"[{RI}]))", "{{alert_severity}}")], "ops"), 8, 8),
             ]),
             ("Host", [
-                (timeseries("CPU utilisation", "Share of CPU time the host spent busy.",
-                            [target(f"avg by ({per_instance}) ({CPU}{{{SEL}}})",
+                (timeseries("CPU utilisation", "Share of CPU time the host spent busy "
+                            "(not idle), over all logical CPUs.",
+                            [target(f"1 - avg by ({per_instance}) ({CPU}{{{SEL}, {CPU_IDLE}}})",
                                     "{{service_instance_id}}")], "percentunit",
                             minimum=0, maximum=1), 8, 8),
-                (timeseries("Memory", "Host memory in use.",
-                            [target(f"avg by ({per_instance}) ({MEMORY_UTILIZATION}{{{SEL}}})",
+                (timeseries("Memory", "Share of host memory in use.",
+                            [target(f"avg by ({per_instance}) "
+                                    f"({MEMORY_UTILIZATION}{{{SEL}, {MEMORY_USED}}})",
                                     "{{service_instance_id}}")], "percentunit",
                             minimum=0, maximum=1), 8, 8),
                 (timeseries("Memory used", "Bytes of host memory in use.",
-                            [target(f"sum by ({per_instance}) ({MEMORY_USAGE}{{{SEL}}})",
+                            [target(f"avg by ({per_instance}) "
+                                    f"({MEMORY_USAGE}{{{SEL}, {MEMORY_USED}}})",
                                     "{{service_instance_id}}")], "bytes"), 8, 8),
                 (timeseries("Disk I/O", "Bytes read and written per second.",
-                            [target(f"sum by ({per_instance}) (rate({DISK_IO}{{{SEL}}}[{RI}]))",
-                                    "{{service_instance_id}}")], "Bps"), 8, 8),
-                (timeseries("Filesystem", "Share of the filesystem in use.",
-                            [target(f"max by ({per_instance}) ({FILESYSTEM_UTILIZATION}"
-                                    f"{{{SEL}}})", "{{service_instance_id}}")], "percentunit",
+                            [target(f"sum by ({per_instance}, disk_io_direction) "
+                                    f"(rate({DISK_IO}{{{SEL}}}[{RI}]))",
+                                    "{{service_instance_id}} {{disk_io_direction}}")], "Bps"),
+                 8, 8),
+                (timeseries("Filesystem", "Share of each filesystem in use.",
+                            [target(f"max by ({per_instance}, system_filesystem_mountpoint) "
+                                    f"({FILESYSTEM_UTILIZATION}{{{SEL}}})",
+                                    "{{service_instance_id}} {{system_filesystem_mountpoint}}")],
+                            "percentunit",
                             minimum=0, maximum=1), 8, 8),
                 (timeseries("Network I/O", "Bytes sent and received per second.",
-                            [target(f"sum by ({per_instance}) "
+                            [target(f"sum by ({per_instance}, network_io_direction) "
                                     f"(rate({NETWORK_IO}{{{SEL}}}[{RI}]))",
-                                    "{{service_instance_id}}")], "Bps"), 8, 8),
+                                    "{{service_instance_id}} {{network_io_direction}}")], "Bps"),
+                 8, 8),
             ]),
             ("Process", [
                 (timeseries("Process CPU", "CPU used by the service's process.",

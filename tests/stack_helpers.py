@@ -163,11 +163,14 @@ class Selector:
     labels: tuple[str, ...]
 
 
-def selectors(expr: str) -> list[Selector]:
+def selectors(expr: str, *, allow_nameless: bool = False) -> list[Selector]:
     """Metric names and matcher label names of every vector selector in ``expr``.
 
     Raises ``ValueError`` when ``expr`` does not parse, or selects metrics by
-    a ``__name__`` regex (which no name check could follow).
+    a ``__name__`` regex (which no name check could follow), or has a selector
+    without a metric name (``{job="x"}``) unless ``allow_nameless`` (variable
+    queries: ``label_values({service_name=~"$service"}, service_instance_id)``);
+    those come back with ``metric=""``.
     """
     import promql_parser
 
@@ -185,9 +188,9 @@ def selectors(expr: str) -> list[Selector]:
                     name = m.value
                 else:
                     labels.append(m.name)
-            if not name:
+            if not name and not allow_nameless:
                 raise ValueError(f"selector without a metric name in {expr!r}")
-            found.append(Selector(name, tuple(labels)))
+            found.append(Selector(name or "", tuple(labels)))
         return True
 
     promql_parser.walk(ast, visit)
@@ -233,6 +236,7 @@ def unescape_provisioning(value: str) -> str:
 class PromQuery:
     where: str  # human-readable location, for failure messages
     expr: str  # as written, variables not yet substituted
+    variable: bool = False  # a variable's label_values() selector: may omit the metric name
 
 
 def dashboard_variables(dashboard: dict[str, Any]) -> dict[str, str]:
@@ -259,7 +263,7 @@ def prometheus_queries() -> list[tuple[PromQuery, dict[str, str]]]:
                                          f"query {query!r} (expected label_values(...))")
                 if match.group(1):
                     out.append((PromQuery(f"{path.name} variable ${var['name']}",
-                                          match.group(1)), values))
+                                          match.group(1), variable=True), values))
         for panel in iter_panels(dash):
             for target in panel.get("targets", []):
                 ds = (target.get("datasource") or panel.get("datasource") or {}).get("uid")
