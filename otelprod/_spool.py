@@ -36,6 +36,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -367,7 +368,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def describe(path: str | os.PathLike[str]) -> dict[str, object]:
+def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
     """What a spool directory holds, for ``otelprod spool status``; reads only."""
     directory = Path(path)
     signals: dict[str, dict[str, int]] = {}

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 #: parsers it adds set ``func=callable(args) -> int``.
 COMMAND_MODULES: list[str] = [
     "otelprod.error_handling._cli",
+    "otelprod._spool_cli",
 ]
 
 _SENSITIVE_ENV = ("HEADERS", "TOKEN", "PASSWORD", "SECRET", "KEY")
