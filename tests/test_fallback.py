@@ -105,3 +105,34 @@ def test_bad_on_is_a_clear_error():
     with pytest.raises(ConfigurationError, match=r"with_fallback.on must be an exception class.*"
                                                  r"got 'ConnectionError' \(str\)"):
         with_fallback(None, on="ConnectionError")
+
+
+def test_stacked_wrappers_make_one_span_and_skip_no_user_decorator(telemetry):
+    import functools
+
+    seen = []
+
+    def logged(fn):
+        @functools.wraps(fn)  # copies our marker attribute: it must not be trusted
+        def inner(*args, **kwargs):
+            seen.append("logged")
+            return fn(*args, **kwargs)
+        return inner
+
+    flaky = iter([ConnectionError("blip")])
+
+    @with_fallback("x", name="fb.outer")
+    @with_circuit_breaker(CircuitBreaker("fb.layers"))
+    @logged
+    @with_retry(RetryConfig(base_delay=0), sleep=lambda s: None)
+    def op(n: int, *, fn: str = "kw named like a parameter") -> str:
+        for exc in flaky:
+            raise exc
+        return f"{n}-{fn}"
+
+    assert op(1) == "1-kw named like a parameter"
+    assert op(2, fn="f") == "2-f"
+    assert seen == ["logged", "logged"]
+    spans = telemetry.spans()
+    assert [s.name for s in spans] == ["fb.outer", "fb.outer"]
+    assert [e.name for e in spans[0].events] == ["retry"]

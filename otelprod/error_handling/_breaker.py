@@ -36,9 +36,11 @@ from otelprod.error_handling._common import (
     _log,
     await_in_own_span,
     call_in_own_span,
+    mark_ours,
     no_active_span,
     qualname,
     safely,
+    unwrap_ours,
 )
 from otelprod.error_handling._fallback import MISSING, ainvoke_fallback, invoke_fallback
 from otelprod.error_handling._validate import Checker
@@ -49,6 +51,7 @@ State = semconv.CircuitBreakerState
 Result = semconv.CircuitBreakerResult
 
 #: pybreaker's state names -> the semantic-convention ones
+_CLOSED = pybreaker.CircuitClosedState
 _STATE_NAMES = {pybreaker.STATE_CLOSED: State.CLOSED, pybreaker.STATE_OPEN: State.OPEN,
                 pybreaker.STATE_HALF_OPEN: State.HALF_OPEN}
 
@@ -166,8 +169,8 @@ class CircuitBreaker:
                  clock: Callable[[], float] | None = None,
                  storage: pybreaker.CircuitBreakerStorage | None = None) -> None:
         if not isinstance(name, str) or not name:
-            raise ConfigurationError(
-                f"circuit breaker name must be a non-empty str, got {name!r} ({type(name).__name__})")
+            raise ConfigurationError("circuit breaker name must be a non-empty str, got "
+                                     f"{name!r} ({type(name).__name__})")
         if config is not None and not isinstance(config, CircuitBreakerConfig):
             raise ConfigurationError(
                 f"circuit breaker {name!r}: config must be a CircuitBreakerConfig, "
@@ -191,9 +194,11 @@ class CircuitBreaker:
         self._cb.clock = self._clock
         self._storage = self._cb._state_storage
         self._lock = self._cb._lock  # pybreaker's own RLock: its transitions nest inside ours
-        self._k_success = (name, Result.SUCCESS)
-        self._k_failure = (name, Result.FAILURE)
-        self._k_rejected = (name, Result.REJECTED)
+        # Memory state changes only through this object: no need to re-read it per call.
+        self._local = isinstance(self._storage, pybreaker.CircuitMemoryStorage)
+        self._count_success = _calls.counter((name, Result.SUCCESS))
+        self._count_failure = _calls.counter((name, Result.FAILURE))
+        self._count_rejected = _calls.counter((name, Result.REJECTED))
 
     # --- state ------------------------------------------------------------------------
     @property
@@ -266,8 +271,8 @@ class CircuitBreaker:
     # --- the three steps of a call --------------------------------------------------------
     def _admit(self) -> Any:
         """The pybreaker state object that admits the call, or a CircuitBreakerOpenError."""
-        st = self._cb.state
-        if st.name == pybreaker.STATE_CLOSED:
+        st = self._cb._state if self._local else self._cb.state
+        if st.__class__ is _CLOSED:
             if self._pending:
                 self._flush()
             return st
@@ -296,15 +301,15 @@ class CircuitBreaker:
         self._flush()
         if retry_after is None:
             return st
-        _calls.add(self._k_rejected)
+        self._count_rejected()
         state = _STATE_NAMES[self._cb.state.name]
         add_event(semconv.EVENT_CIRCUITBREAKER_REJECTED, {
             semconv.CIRCUITBREAKER_NAME: self.name, semconv.CIRCUITBREAKER_STATE: state})
         return CircuitBreakerOpenError(self.name, state, retry_after or None)
 
     def _succeeded(self, st: Any) -> None:
-        _calls.add(self._k_success)
-        if st.name == pybreaker.STATE_CLOSED and not self._storage.counter:
+        self._count_success()
+        if st.__class__ is _CLOSED and not self._storage.counter:
             return  # nothing for pybreaker to reset: stay off the lock
         with self._lock:
             if self._cb.state is st:
@@ -312,7 +317,7 @@ class CircuitBreaker:
         self._flush()
 
     def _failed(self, st: Any, exc: BaseException) -> None:
-        _calls.add(self._k_failure)
+        self._count_failure()
         with self._lock:
             if self._cb.state is st:
                 try:
@@ -332,10 +337,10 @@ class CircuitBreaker:
         return True
 
     # --- public call API -------------------------------------------------------------------
-    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` through the breaker (raises CircuitBreakerOpenError)."""
         st = self._admit()
-        if isinstance(st, CircuitBreakerOpenError):
+        if st.__class__ is CircuitBreakerOpenError:
             raise st
         try:
             result = fn(*args, **kwargs)
@@ -345,10 +350,10 @@ class CircuitBreaker:
         self._succeeded(st)
         return result
 
-    async def call_async(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    async def call_async(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Await ``fn(*args, **kwargs)`` through the breaker."""
         st = self._admit()
-        if isinstance(st, CircuitBreakerOpenError):
+        if st.__class__ is CircuitBreakerOpenError:
             raise st
         try:
             result = await fn(*args, **kwargs)
@@ -431,59 +436,62 @@ def with_circuit_breaker(name: str | CircuitBreaker, config: CircuitBreakerConfi
     check.done()
     excluded = excluded or ()
     fb = MISSING if fallback is None else fallback
+    admit, succeeded, outcome = breaker._admit, breaker._succeeded, breaker._outcome
 
     def decorate(fn: F) -> F:
         span_name = qualname(fn)
         fb_name = breaker.name
+        target = unwrap_ours(fn)
         if inspect.iscoroutinefunction(fn):
-            async def aguarded(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-                st = breaker._admit()
-                if isinstance(st, CircuitBreakerOpenError):
+            async def acore(*args: Any, **kwargs: Any) -> Any:
+                st = admit()
+                if st.__class__ is CircuitBreakerOpenError:
                     if fb is MISSING:
                         raise st
                     return await ainvoke_fallback(fb_name, fb, st, args, kwargs)
                 try:
-                    result = await fn(*args, **kwargs)
+                    result = await target(*args, **kwargs)
                 except BaseException as exc:
-                    if breaker._outcome(st, exc, excluded) and fb is not MISSING and isinstance(
+                    if outcome(st, exc, excluded) and fb is not MISSING and isinstance(
                             exc, Exception):
                         return await ainvoke_fallback(fb_name, fb, exc, args, kwargs)
                     raise
-                breaker._succeeded(st)
+                succeeded(st)
                 return result
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 if no_active_span():
-                    return await await_in_own_span(span_name, aguarded, args, kwargs)
-                return await aguarded(args, kwargs)
+                    return await await_in_own_span(span_name, acore, *args, **kwargs)
+                return await acore(*args, **kwargs)
 
             async_wrapper.circuit_breaker = breaker  # type: ignore[attr-defined]
+            mark_ours(async_wrapper, acore)
             return async_wrapper  # type: ignore[return-value]
 
-        def guarded(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            st = breaker._admit()
-            if isinstance(st, CircuitBreakerOpenError):
+        def core(*args: Any, **kwargs: Any) -> Any:
+            st = admit()
+            if st.__class__ is CircuitBreakerOpenError:
                 if fb is MISSING:
                     raise st
                 return invoke_fallback(fb_name, fb, st, args, kwargs)
             try:
-                result = fn(*args, **kwargs)
+                result = target(*args, **kwargs)
             except BaseException as exc:
-                if breaker._outcome(st, exc, excluded) and fb is not MISSING and isinstance(
-                        exc, Exception):
+                if outcome(st, exc, excluded) and fb is not MISSING and isinstance(exc, Exception):
                     return invoke_fallback(fb_name, fb, exc, args, kwargs)
                 raise
-            breaker._succeeded(st)
+            succeeded(st)
             return result
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if no_active_span():
-                return call_in_own_span(span_name, guarded, args, kwargs)
-            return guarded(args, kwargs)
+                return call_in_own_span(span_name, core, *args, **kwargs)
+            return core(*args, **kwargs)
 
         wrapper.circuit_breaker = breaker  # type: ignore[attr-defined]
+        mark_ours(wrapper, core)
         return wrapper  # type: ignore[return-value]
 
     return decorate

@@ -8,15 +8,17 @@ several times the whole budget of a guarded call's success path.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from opentelemetry import trace
+from opentelemetry.context import get_current as get_current_context
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import INVALID_SPAN, Span, Status, StatusCode
 
 from otelprod import semconv
 from otelprod._telemetry import tracer, truncate
@@ -36,13 +38,25 @@ def qualname(fn: Callable[..., Any]) -> str:
     return f"{module}.{name}" if module and module != "__main__" else name
 
 
+_SPAN_KEY: str | None
+try:  # the context key the API stores the current span under (a plain string)
+    from opentelemetry.trace.propagation import _SPAN_KEY
+except ImportError:  # pragma: no cover - a future API without it: take the public road
+    _SPAN_KEY = None
+
+
 def no_active_span() -> bool:
     """True when no span (recording or not) is current: the call then gets its own.
 
     A valid but non-recording span means the caller's trace was sampled out;
-    starting a new root there would undo that decision.
+    starting a new root there would undo that decision. This runs on every
+    guarded call, so it reads the context directly (60 ns) rather than
+    through ``trace.get_current_span()`` (~290 ns with the validity check).
     """
-    return not trace.get_current_span().get_span_context().is_valid
+    if _SPAN_KEY is None:
+        return not trace.get_current_span().get_span_context().is_valid
+    span = get_current_context().get(_SPAN_KEY)
+    return span is None or span is INVALID_SPAN
 
 
 def exception_attributes(exc: BaseException) -> dict[str, str]:
@@ -72,25 +86,42 @@ def record_exception(exc: BaseException, span: Span | None = None,
         _log.debug("could not record an exception on the span", exc_info=True)
 
 
-def call_in_own_span(name: str, fn: Callable[..., T], *args: Any) -> T:
-    """Run ``fn(*args)`` inside a new span named ``name``; escaping exceptions are recorded."""
+def call_in_own_span(name: str, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """Run ``fn`` inside a new span named ``name``; escaping exceptions are recorded."""
     with tracer.start_as_current_span(name, record_exception=False,
                                       set_status_on_exception=False) as span:
         try:
-            return fn(*args)
+            return fn(*args, **kwargs)
         except BaseException as exc:
             record_exception(exc, span)
             raise
 
 
-async def await_in_own_span(name: str, fn: Callable[..., Any], *args: Any) -> Any:
+async def await_in_own_span(name: str, fn: Callable[..., Any], /, *args: Any,
+                            **kwargs: Any) -> Any:
     with tracer.start_as_current_span(name, record_exception=False,
                                       set_status_on_exception=False) as span:
         try:
-            return await fn(*args)
+            return await fn(*args, **kwargs)
         except BaseException as exc:
             record_exception(exc, span)
             raise
+
+
+def unwrap_ours(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` itself, or, when ``fn`` is one of our own wrappers, its span-less core.
+
+    Stacked decorators (breaker around retry) then check for an active span
+    once, not once per layer. The wrapper is matched by identity: a user's
+    ``functools.wraps`` decorator in between copies the attribute, but is not
+    skipped.
+    """
+    owner, core = getattr(fn, "_otelprod_core", (None, None))
+    return core if owner is fn and core is not None else fn
+
+
+def mark_ours(wrapper: Callable[..., Any], core: Callable[..., Any]) -> None:
+    wrapper._otelprod_core = (wrapper, core)  # type: ignore[attr-defined]
 
 
 def safely(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
@@ -104,32 +135,50 @@ def safely(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None
 class Tally:
     """Monotonic counts per attribute tuple, read by an observable counter.
 
-    ``add`` is one uncontended lock and a dict update (~0.2 µs). Counts start
-    again from zero in a forked child, whose ``service.instance.id`` is new.
+    Each attribute tuple gets an ``itertools.count``: ``next()`` on it is one
+    atomic C call (~20 ns, no lock, no lost increments between threads), ten
+    times cheaper than a locked dict update. Its value is read from its repr.
+    In a forked child the counts start again from zero (its
+    ``service.instance.id`` is new), by subtracting what was inherited.
     """
 
     def __init__(self, keys: tuple[str, ...]) -> None:
         self._keys = keys
         self._lock = threading.Lock()
-        self._counts: dict[tuple[str, ...], int] = {}
+        self._counters: dict[tuple[str, ...], itertools.count[int]] = {}
+        self._baseline: dict[tuple[str, ...], int] = {}
         _TALLIES.append(self)
 
-    def add(self, key: tuple[str, ...], n: int = 1) -> None:
+    def counter(self, key: tuple[str, ...]) -> Callable[[], int]:
+        """The increment function for ``key``: call it once per event."""
         with self._lock:
-            self._counts[key] = self._counts.get(key, 0) + n
+            counter = self._counters.get(key)
+            if counter is None:
+                counter = self._counters[key] = itertools.count()
+        return counter.__next__
+
+    def add(self, key: tuple[str, ...]) -> None:
+        self.counter(key)()
 
     def get(self, key: tuple[str, ...]) -> int:
-        return self._counts.get(key, 0)
+        counter = self._counters.get(key)
+        if counter is None:
+            return 0
+        return _count_value(counter) - self._baseline.get(key, 0)
 
     def observe(self, _options: CallbackOptions | None = None) -> Iterator[Observation]:
         with self._lock:
-            items = list(self._counts.items())
-        for key, value in items:
-            yield Observation(value, dict(zip(self._keys, key)))
+            keys = list(self._counters)
+        for key in keys:
+            yield Observation(self.get(key), dict(zip(self._keys, key, strict=True)))
 
-    def _reset(self) -> None:
+    def _rebase(self) -> None:
         self._lock = threading.Lock()
-        self._counts = {}
+        self._baseline = {k: _count_value(c) for k, c in self._counters.items()}
+
+
+def _count_value(counter: itertools.count[int]) -> int:
+    return int(repr(counter)[6:-1])  # "count(42)": how many times next() was called
 
 
 _TALLIES: list[Tally] = []
@@ -137,24 +186,8 @@ _TALLIES: list[Tally] = []
 
 def _reset_tallies_in_child() -> None:
     for tally in _TALLIES:
-        tally._reset()
+        tally._rebase()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_tallies_in_child)
-
-
-def observe_all(sources: Iterable[Callable[[], Iterable[Observation]]]
-                ) -> Callable[[CallbackOptions], Iterable[Observation]]:
-    """An instrument callback over several sources; a failing source is skipped."""
-
-    def callback(_options: CallbackOptions) -> Iterable[Observation]:
-        out: list[Observation] = []
-        for source in sources:
-            try:
-                out.extend(source())
-            except Exception:
-                _log.debug("an observable instrument's source failed", exc_info=True)
-        return out
-
-    return callback

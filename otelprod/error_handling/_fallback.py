@@ -18,9 +18,11 @@ from otelprod.error_handling._common import (
     await_in_own_span,
     call_in_own_span,
     exception_attributes,
+    mark_ours,
     no_active_span,
     qualname,
     safely,
+    unwrap_ours,
 )
 from otelprod.error_handling._validate import Checker
 
@@ -78,10 +80,11 @@ def with_fallback(fallback: Any, *, on: Any = Exception, name: str | None = None
 
     def decorate(fn: F) -> F:
         fb_name = name or qualname(fn)
+        target = unwrap_ours(fn)
         if inspect.iscoroutinefunction(fn):
-            async def acall(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            async def acore(*args: Any, **kwargs: Any) -> Any:
                 try:
-                    return await fn(*args, **kwargs)
+                    return await target(*args, **kwargs)
                 except Exception as exc:
                     if not matches(exc):
                         raise
@@ -90,14 +93,15 @@ def with_fallback(fallback: Any, *, on: Any = Exception, name: str | None = None
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 if no_active_span():
-                    return await await_in_own_span(fb_name, acall, args, kwargs)
-                return await acall(args, kwargs)
+                    return await await_in_own_span(fb_name, acore, *args, **kwargs)
+                return await acore(*args, **kwargs)
 
+            mark_ours(async_wrapper, acore)
             return async_wrapper  # type: ignore[return-value]
 
-        def call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        def core(*args: Any, **kwargs: Any) -> Any:
             try:
-                return fn(*args, **kwargs)
+                return target(*args, **kwargs)
             except Exception as exc:
                 if not matches(exc):
                     raise
@@ -106,9 +110,10 @@ def with_fallback(fallback: Any, *, on: Any = Exception, name: str | None = None
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if no_active_span():
-                return call_in_own_span(fb_name, call, args, kwargs)
-            return call(args, kwargs)
+                return call_in_own_span(fb_name, core, *args, **kwargs)
+            return core(*args, **kwargs)
 
+        mark_ours(wrapper, core)
         return wrapper  # type: ignore[return-value]
 
     return decorate

@@ -101,15 +101,17 @@ class ErrorHandler:
                             f"{type(additional_info).__name__}")
         info = dict(additional_info or {})
         error_type = type(error).__qualname__
-        entry = {"time": time.time(), "type": error_type, "message": truncate(str(error), 240),
-                 "context": context, "severity": severity.value}
+        now = time.time()
+        entry: dict[str, Any] = {"time": now, "type": error_type,
+                                 "message": truncate(str(error), 240), "context": context,
+                                 "severity": severity.value}
         with self._lock:
             self._total += 1
             self._by_type[error_type] += 1
             self._by_severity[severity.value] += 1
             self._by_context[context] += 1
             self._recent.append(entry)
-            self._last_error_at = entry["time"]
+            self._last_error_at = now
 
         attrs: dict[str, Any] = {semconv.ERROR_TYPE: error_type,
                                  semconv.ERROR_SEVERITY: severity.value,

@@ -27,9 +27,11 @@ from otelprod.error_handling._common import (
     await_in_own_span,
     call_in_own_span,
     exception_attributes,
+    mark_ours,
     no_active_span,
     qualname,
     record_exception,
+    unwrap_ours,
 )
 from otelprod.error_handling._validate import Checker
 
@@ -115,14 +117,14 @@ class _Policy:
         self.wait = config.wait()
         self.stop = tenacity.stop_after_attempt(config.max_attempts)
         self.retry = tenacity.retry_if_exception(config.should_retry)
-        self.k_success = (name, semconv.RetryResult.SUCCESS)
-        self.k_retry = (name, semconv.RetryResult.RETRY)
-        self.k_exhausted = (name, semconv.RetryResult.EXHAUSTED)
-        self.k_failure = (name, semconv.RetryResult.FAILURE)
+        self.count_success = _attempts.counter((name, semconv.RetryResult.SUCCESS))
+        self.count_retry = _attempts.counter((name, semconv.RetryResult.RETRY))
+        self.count_exhausted = _attempts.counter((name, semconv.RetryResult.EXHAUSTED))
+        self.count_failure = _attempts.counter((name, semconv.RetryResult.FAILURE))
 
     # --- tenacity hooks and outcomes ---------------------------------------------------
     def before_sleep(self, state: tenacity.RetryCallState) -> None:
-        _attempts.add(self.k_retry)
+        self.count_retry()
         exc = state.outcome.exception() if state.outcome else None
         attrs: dict[str, Any] = {
             semconv.RETRY_NAME: self.name,
@@ -134,18 +136,22 @@ class _Policy:
         add_event(semconv.EVENT_RETRY, attrs)
 
     def retrying(self, is_async: bool) -> Any:
+        """A fresh tenacity object for one failing call: tenacity keeps per-call state on it."""
         kwargs: dict[str, Any] = dict(stop=self.stop, wait=self.wait, retry=self.retry,
                                       before_sleep=self.before_sleep, reraise=True)
         if self.sleep is not None:
             kwargs["sleep"] = self.sleep
         return (tenacity.AsyncRetrying if is_async else tenacity.Retrying)(**kwargs)
 
+    def gives_up_at_once(self, failure: BaseException) -> bool:
+        return self.config.max_attempts == 1 or not self.config.should_retry(failure)
+
     def gave_up(self, exc: BaseException, attempts: int) -> bool:
         """Account for the final failure; True when it was an exhaustion to dead-letter."""
         if not self.config.should_retry(exc):
-            _attempts.add(self.k_failure)
+            self.count_failure()
             return False
-        _attempts.add(self.k_exhausted)
+        self.count_exhausted()
         attrs: dict[str, Any] = {semconv.RETRY_NAME: self.name, semconv.RETRY_ATTEMPT: attempts}
         attrs.update(exception_attributes(exc))
         add_event(semconv.EVENT_RETRY_EXHAUSTED, attrs)
@@ -161,27 +167,27 @@ class _Policy:
         dlq = self.config.dead_letter
         queue = _dlq.dead_letter_queue if dlq is True else dlq
         try:
-            queue.add(self.name, {"args": list(args), "kwargs": kwargs}, error=exc,  # type: ignore[union-attr]
-                      metadata={semconv.RETRY_NAME: self.name, "attempts": attempts})
+            queue.add(self.name, {"args": list(args), "kwargs": kwargs},  # type: ignore[union-attr]
+                      error=exc, metadata={semconv.RETRY_NAME: self.name, "attempts": attempts})
         except Exception as dlq_error:
             _log.warning("could not dead-letter the arguments of %s: %s", self.name, dlq_error)
             if hasattr(exc, "add_note"):
                 exc.add_note(f"otelprod: not dead-lettered: {dlq_error}")
 
     # --- the calls -------------------------------------------------------------------
-    def call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
             failure = exc
         else:
-            _attempts.add(self.k_success)
+            self.count_success()
             return result
         return self._recover(fn, args, kwargs, failure)
 
     def _recover(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
                  failure: BaseException) -> Any:
-        if self.config.max_attempts == 1 or not self.config.should_retry(failure):
+        if self.gives_up_at_once(failure):
             if self.gave_up(failure, 1):
                 self.dead_letter(failure, 1, args, kwargs)
             raise failure
@@ -189,6 +195,7 @@ class _Policy:
         attempts = 1
 
         def attempt() -> Any:
+            # tenacity's attempt 1 is the failure already seen: re-raise it, don't call again
             nonlocal attempts
             if pending:
                 raise pending.pop()
@@ -201,19 +208,18 @@ class _Policy:
             if self.gave_up(exc, attempts):
                 self.dead_letter(exc, attempts, args, kwargs)
             raise
-        _attempts.add(self.k_success)
+        self.count_success()
         return result
 
-    async def acall(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...],
-                    kwargs: dict[str, Any]) -> Any:
+    async def acall(self, fn: Callable[..., Awaitable[Any]], /, *args: Any, **kwargs: Any) -> Any:
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
             failure = exc
         else:
-            _attempts.add(self.k_success)
+            self.count_success()
             return result
-        if self.config.max_attempts == 1 or not self.config.should_retry(failure):
+        if self.gives_up_at_once(failure):
             if self.gave_up(failure, 1):
                 await asyncio.to_thread(self.dead_letter, failure, 1, args, kwargs)
             raise failure
@@ -233,7 +239,7 @@ class _Policy:
             if self.gave_up(exc, attempts):
                 await asyncio.to_thread(self.dead_letter, exc, attempts, args, kwargs)
             raise
-        _attempts.add(self.k_success)
+        self.count_success()
         return result
 
 
@@ -266,23 +272,30 @@ def with_retry(config: Any = None, /, *, name: str | None = None,
     def decorate(fn: F) -> F:
         policy = _Policy(cfg, name or cfg.name or qualname(fn), sleep)
         span_name = policy.name
+        target = unwrap_ours(fn)
         if inspect.iscoroutinefunction(fn):
+            acore = functools.partial(policy.acall, target)
+
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 if no_active_span():
-                    return await await_in_own_span(span_name, policy.acall, fn, args, kwargs)
-                return await policy.acall(fn, args, kwargs)
+                    return await await_in_own_span(span_name, acore, *args, **kwargs)
+                return await policy.acall(target, *args, **kwargs)
 
             async_wrapper.retry_policy = policy  # type: ignore[attr-defined]
+            mark_ours(async_wrapper, acore)
             return async_wrapper  # type: ignore[return-value]
+
+        core = functools.partial(policy.call, target)
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if no_active_span():
-                return call_in_own_span(span_name, policy.call, fn, args, kwargs)
-            return policy.call(fn, args, kwargs)
+                return call_in_own_span(span_name, core, *args, **kwargs)
+            return policy.call(target, *args, **kwargs)
 
         wrapper.retry_policy = policy  # type: ignore[attr-defined]
+        mark_ours(wrapper, core)
         return wrapper  # type: ignore[return-value]
 
     return decorate
