@@ -349,7 +349,7 @@ def service_overview() -> dict[str, Any]:
 
 
 def resilience() -> dict[str, Any]:
-    cb_state = weighted_state(CB_STATE, CB_STATE_LABEL, CB_NAME,
+    cb_state = weighted_state(CB_STATE, CB_STATE_LABEL, f"service_name, {CB_NAME}",
                               {"open": 2, "half_open": 1, "closed": 0})
     return dashboard(
         "otelprod-resilience", "otelprod / Resilience",
@@ -369,7 +369,7 @@ def resilience() -> dict[str, Any]:
             ]),
             ("Circuit breakers", [
                 (state_timeline("Breaker state", "closed, half-open or open, per breaker.",
-                                cb_state, "{{circuitbreaker_name}}",
+                                cb_state, "{{service_name}} {{circuitbreaker_name}}",
                                 {0: ("closed", "green"), 1: ("half-open", "yellow"),
                                  2: ("open", "red")}), 24, 7),
                 (timeseries("Breaker transitions", "State changes, by the state entered.",
@@ -437,7 +437,7 @@ def resilience() -> dict[str, Any]:
 
 
 def health_and_system() -> dict[str, Any]:
-    health = weighted_state(HEALTH_STATUS, HC_STATUS, HC_NAME,
+    health = weighted_state(HEALTH_STATUS, HC_STATUS, f"service_name, {HC_NAME}",
                             {"unhealthy": 3, "degraded": 2, "unknown": 1, "healthy": 0})
     per_instance = "service_name, service_instance_id"
     return dashboard(
@@ -447,7 +447,7 @@ def health_and_system() -> dict[str, Any]:
         [
             ("Health and alerts", [
                 (state_timeline("Health-check status", "Each registered check over time.",
-                                health, "{{health_check_name}}",
+                                health, "{{service_name}} {{health_check_name}}",
                                 {0: ("healthy", "green"), 1: ("unknown", "blue"),
                                  2: ("degraded", "orange"), 3: ("unhealthy", "red")}), 16, 8),
                 (alert_list("Firing alert rules", "Grafana alert rules of the otelprod folder "

@@ -323,3 +323,37 @@ def test_the_required_alerts_exist() -> None:
     titles = " | ".join(r["title"].lower() for g in alert_groups() for r in g["rules"])
     for wanted in ("breaker open", "health check", "dead-letter", "error rate", "dropping"):
         assert wanted in titles, f"no alert rule about {wanted!r}: {titles}"
+
+
+#: dashboard uid -> Prometheus series it must query (what the issue asks each to show)
+REQUIRED = {
+    "otelprod-service-overview": {
+        "traces_span_metrics_calls_total", "traces_span_metrics_duration_seconds_bucket",
+        "operation_duration_seconds_bucket", "operation_duration_seconds_count"},
+    "otelprod-resilience": {
+        "retry_attempts_total", "circuitbreaker_state_ratio", "circuitbreaker_transitions_total",
+        "ratelimiter_requests_total", "ratelimiter_wait_duration_seconds_bucket",
+        "backpressure_queue_size", "backpressure_rejections_total", "deadletter_queue_size",
+        "fallback_invocations_total"},
+    "otelprod-health-system": {
+        "health_check_status_ratio", "alerts_active", "system_cpu_utilization_ratio",
+        "system_memory_utilization_ratio", "system_disk_io_bytes_total",
+        "system_network_io_bytes_total", "process_cpu_utilization_ratio",
+        "process_memory_usage_bytes", "otelprod_export_spool_size_bytes",
+        "otelprod_export_dropped_total"},
+}
+
+
+def test_each_dashboard_shows_what_it_is_for(dashboards: dict[Path, dict[str, Any]],
+                                             uids: dict[str, str]) -> None:
+    for dash in dashboards.values():
+        values = dashboard_variables(dash)
+        used = set()
+        for panel in iter_panels(dash):
+            for target in panel.get("targets", []):
+                if uids.get((target.get("datasource") or {}).get("uid", "")) == "prometheus":
+                    used |= {s.metric for s in selectors(substitute_variables(target["expr"],
+                                                                             values))}
+        missing = REQUIRED.get(dash["uid"], set()) - used
+        assert not missing, f"{dash['title']} does not show {sorted(missing)}"
+    assert set(REQUIRED) <= {d["uid"] for d in dashboards.values()}
