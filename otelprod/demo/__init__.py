@@ -15,6 +15,7 @@ from otelprod._telemetry import tracer
 #: scene modules, in the order they run
 SCENES: list[str] = [
     "otelprod.demo.basics",
+    "otelprod.demo.resilience",
 ]
 
 
