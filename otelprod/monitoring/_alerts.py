@@ -16,6 +16,7 @@ import hashlib
 import logging
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
@@ -83,12 +84,7 @@ class AlertManager:
         self._clock = clock
         self._notifiers: list[Notifier] = []
         self._seen_series: set[tuple[str, str]] = set()
-        self._raised = _telemetry.meter.create_counter(
-            semconv.METRIC_ALERTS_RAISED, unit="{alert}", description="Alerts raised (new ones, "
-            "not repeated occurrences of an active alert).")
-        _telemetry.meter.create_observable_gauge(
-            semconv.METRIC_ALERTS_ACTIVE, callbacks=[self._observe], unit="{alert}",
-            description="Alerts active now.")
+        _managers.add(self)
 
     # --- raising and resolving ----------------------------------------------------------
     def raise_alert(self, title: str, message: str = "",
@@ -172,7 +168,7 @@ class AlertManager:
     def _emit(self, alert: Alert, new: bool) -> None:
         try:
             if new:
-                self._raised.add(1, {semconv.ALERT_SEVERITY: alert.severity.value,
+                _raised.add(1, {semconv.ALERT_SEVERITY: alert.severity.value,
                                      semconv.ALERT_COMPONENT: alert.component})
             alert_log.log(LOG_LEVELS[alert.severity], "alert %s: %s%s",
                           "raised" if new else "escalated", alert.title,
@@ -263,6 +259,23 @@ class AlertManager:
         for (severity, component), count in counts.items():
             yield Observation(count, {semconv.ALERT_SEVERITY: severity,
                                       semconv.ALERT_COMPONENT: component})
+
+
+# one instrument each per process (see _health.py for why)
+_managers: weakref.WeakSet[AlertManager] = weakref.WeakSet()
+
+
+def _observe_all(options: CallbackOptions) -> Iterator[Observation]:
+    for manager in list(_managers):
+        yield from manager._observe(options)
+
+
+_raised = _telemetry.meter.create_counter(
+    semconv.METRIC_ALERTS_RAISED, unit="{alert}",
+    description="Alerts raised (new ones, not repeated occurrences of an active alert).")
+_telemetry.meter.create_observable_gauge(
+    semconv.METRIC_ALERTS_ACTIVE, callbacks=[_observe_all], unit="{alert}",
+    description="Alerts active now.")
 
 
 def _rank(severity: AlertSeverity) -> int:

@@ -124,7 +124,9 @@ def health_asgi_app(token: str | None = None, *,
                     system: MonitoringSystem | None = None) -> ASGIApp:
     """An ASGI app serving the health endpoints (mount it, or run it on its own).
 
-    With FastAPI or Starlette: ``app.mount("/health", health_asgi_app())``.
+    With FastAPI or Starlette, mount it under a prefix: ``app.mount("/ops",
+    health_asgi_app())`` serves ``/ops/health``, ``/ops/health/live`` and
+    ``/ops/health/ready``.
     """
     probes = _Probes(token, system)
 

@@ -15,6 +15,7 @@ import logging
 import math
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -123,13 +124,9 @@ class HealthChecker:
         self._listeners: list[StatusListener] = []
         self._pool = DaemonPool(max_workers, "otelprod-health")
         self._clock = clock
-        self._duration = _telemetry.duration_histogram(
-            semconv.METRIC_HEALTH_CHECK_DURATION, "Time one health check took.")
-        _telemetry.meter.create_observable_gauge(
-            semconv.METRIC_HEALTH_CHECK_STATUS, callbacks=[self._observe], unit="1",
-            description="1 for the current status of each health check, 0 for the others.")
         self._scheduler: threading.Thread | None = None
         self._stop = threading.Event()
+        _checkers.add(self)
 
     # --- registry ---------------------------------------------------------------
     def register_check(self, name: str, check: CheckFunction, *, timeout: float = DEFAULT_TIMEOUT,
@@ -296,7 +293,7 @@ class HealthChecker:
             check.last = result
             check.last_run = self._clock()
         try:
-            self._duration.record(result.response_time_ms / 1000,
+            _duration.record(result.response_time_ms / 1000,
                                   {semconv.HEALTH_CHECK_NAME: check.name})
         except Exception:  # telemetry trouble is never the caller's
             pass
@@ -382,6 +379,23 @@ class HealthChecker:
                     _log.exception("background health checks failed")
                 continue
             stop.wait(min([1.0, *upcoming]) if upcoming else 1.0)
+
+
+# One instrument each per process, whatever the number of checkers: the SDK hands
+# a second registration of an observable instrument the first one's callbacks.
+_checkers: weakref.WeakSet[HealthChecker] = weakref.WeakSet()
+
+
+def _observe_all(options: CallbackOptions) -> Iterator[Observation]:
+    for checker in list(_checkers):
+        yield from checker._observe(options)
+
+
+_duration = _telemetry.duration_histogram(semconv.METRIC_HEALTH_CHECK_DURATION,
+                                          "Time one health check took.")
+_telemetry.meter.create_observable_gauge(
+    semconv.METRIC_HEALTH_CHECK_STATUS, callbacks=[_observe_all], unit="1",
+    description="1 for the current status of each health check, 0 for the others.")
 
 
 async def _await(awaitable: Awaitable[Any]) -> Any:

@@ -30,14 +30,16 @@ class DaemonPool:
             queue.SimpleQueue())
         self._lock = threading.Lock()
         self._threads = 0
-        self._idle = 0
+        self._idle = 0  # workers waiting for work
+        self._pending = 0  # work queued and not taken yet
         _pools.add(self)
 
     def submit(self, fn: Callable[[], T]) -> Future[T]:
         future: Future[T] = Future()
-        self._queue.put((future, fn))
         with self._lock:
-            spawn = self._idle == 0 and self._threads < self.max_workers
+            self._queue.put((future, fn))
+            self._pending += 1
+            spawn = self._pending > self._idle and self._threads < self.max_workers
             if spawn:
                 self._threads += 1
         if spawn:
@@ -52,6 +54,7 @@ class DaemonPool:
             future, fn = self._queue.get()
             with self._lock:
                 self._idle -= 1
+                self._pending -= 1
             if not future.set_running_or_notify_cancel():
                 continue
             try:
@@ -63,7 +66,7 @@ class DaemonPool:
         # the workers did not survive the fork; queued work belongs to the parent
         self._queue = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._threads = self._idle = 0
+        self._threads = self._idle = self._pending = 0
 
 
 def _reset_pools_after_fork() -> None:

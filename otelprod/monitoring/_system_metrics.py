@@ -62,11 +62,13 @@ FROM_PSUTIL = (
 
 
 class SystemMetrics:
-    """Registers the observable instruments once; callbacks report only while enabled."""
+    """Registers the observable instruments once per process; callbacks report only while
+    enabled. Use the one of ``monitoring_system``: a second instance registers nothing."""
+
+    _lock = threading.Lock()
+    _registered = False
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._registered = False
         self.enabled = False
         self._proc = psutil.Process()
         self._cpu_prev: list[Any] | None = None
@@ -80,9 +82,9 @@ class SystemMetrics:
         """Create the instruments on first call (instruments cannot be removed), then enable."""
         with self._lock:
             self.enabled = True
-            if self._registered:
+            if SystemMetrics._registered:
                 return
-            self._registered = True
+            SystemMetrics._registered = True
         self._register(meter or _telemetry.meter)
         self._start_instrumentation()
         if hasattr(os, "register_at_fork"):
