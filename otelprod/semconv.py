@@ -163,6 +163,13 @@ METRIC_VALIDATION_FAILURES: Final = "validation.failures"
 VALIDATION_INPUT_TYPE: Final = "validation.input_type"
 VALIDATION_THREAT: Final = "validation.threat"
 EVENT_VALIDATION_FAILED: Final = "validation.failed"
+#: rule ids of the detector findings behind a failure (``xss.event_handler``, …)
+VALIDATION_RULES: Final = "validation.rules"
+#: the first few error messages; they never quote the input in full
+VALIDATION_ERRORS: Final = "validation.errors"
+#: length in characters and a short SHA-256 of the input, in place of the input itself
+VALIDATION_VALUE_LENGTH: Final = "validation.value.length"
+VALIDATION_VALUE_HASH: Final = "validation.value.hash"
 
 
 class ValidationThreat:

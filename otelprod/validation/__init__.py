@@ -1,0 +1,123 @@
+"""Validate and sanitize untrusted input; detect XSS and SQL injection.
+
+::
+
+    from otelprod.validation import InputValidator, ContentSanitizer, validate_user_input
+
+    result = InputValidator.validate_string(name, min_length=3, max_length=100,
+                                            pattern=r"^[a-zA-Z0-9_]+$")
+    safe_html = ContentSanitizer.sanitize_html(user_html, strict=True)
+    findings = detect_sqli(query_param)      # [Finding(threat="sqli", rule=...), ...]
+
+Nothing here raises on odd input (``None``, bytes, invalid Unicode, megabytes):
+validators return a ``ValidationResult`` with errors, sanitizers return a safe
+string, detectors return findings. Failures are counted in
+``validation.failures`` and recorded as ``validation.failed`` span events,
+with a hash and length in place of the input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from otelprod.validation._result import Finding, ValidationResult
+from otelprod.validation._sanitizers import (
+    ALLOWED_ATTRIBUTES,
+    ALLOWED_TAGS,
+    ALLOWED_URL_SCHEMES,
+    ContentSanitizer,
+    sanitize_filename,
+    sanitize_html,
+    sanitize_json,
+    sanitize_text,
+)
+from otelprod.validation._sqli import detect_sqli
+from otelprod.validation._validators import (
+    MAX_INPUT_LENGTH,
+    InputValidator,
+    validate_email,
+    validate_filename,
+    validate_html,
+    validate_json,
+    validate_number,
+    validate_string,
+    validate_text,
+    validate_url,
+)
+from otelprod.validation._xss import detect_xss
+
+__all__ = [
+    "ALLOWED_ATTRIBUTES",
+    "ALLOWED_TAGS",
+    "ALLOWED_URL_SCHEMES",
+    "INPUT_TYPES",
+    "MAX_INPUT_LENGTH",
+    "ContentSanitizer",
+    "Finding",
+    "InputValidator",
+    "ValidationResult",
+    "detect_sqli",
+    "detect_xss",
+    "is_attack",
+    "sanitize_filename",
+    "sanitize_html",
+    "sanitize_json",
+    "sanitize_text",
+    "validate_email",
+    "validate_filename",
+    "validate_html",
+    "validate_json",
+    "validate_number",
+    "validate_string",
+    "validate_text",
+    "validate_url",
+    "validate_user_input",
+]
+
+#: input_type → (validator, how it treats attacks)
+INPUT_TYPES: dict[str, str] = {
+    "string": "single-line field; XSS and SQL injection are errors",
+    "email": "e-mail address (email-validator, no DNS); attacks are errors",
+    "url": "http(s) URL with a real host; attacks are errors",
+    "int": "integer, optional min_value/max_value",
+    "float": "finite number, optional min_value/max_value",
+    "filename": "file name; anything needing cleaning is an error, sanitized_value is safe",
+    "html": "HTML, sanitized with nh3; attacks are warnings (they are removed)",
+    "json": "JSON text with size/depth limits and no duplicate keys; attacks are warnings",
+    "text": "free text; invisible characters removed; attacks are warnings",
+}
+
+
+def validate_user_input(value: Any, input_type: str = "string", **options: Any) -> ValidationResult:
+    """Validate ``value`` as ``input_type`` (see ``INPUT_TYPES``); options go to the validator.
+
+    An unknown ``input_type`` is a programming error and raises ``ValueError``;
+    the value itself never makes this raise.
+    """
+    if input_type == "string":
+        return validate_string(value, **options)
+    if input_type == "email":
+        return validate_email(value, **options)
+    if input_type == "url":
+        return validate_url(value, **options)
+    if input_type == "int":
+        return validate_number(value, integer=True, **options)
+    if input_type in ("float", "number"):
+        return validate_number(value, integer=False, **options)
+    if input_type == "filename":
+        return validate_filename(value, **options)
+    if input_type == "html":
+        return validate_html(value, **options)
+    if input_type == "json":
+        return validate_json(value, **options)
+    if input_type == "text":
+        return validate_text(value, **options)
+    raise ValueError(
+        f"input_type must be one of {', '.join(INPUT_TYPES)}, got {input_type!r} "
+        f"({type(input_type).__name__})"
+    )
+
+
+def is_attack(value: Any) -> bool:
+    """True when either detector has a finding; the cheap yes/no for filters and WAF rules."""
+    return bool(detect_xss(value) or detect_sqli(value))

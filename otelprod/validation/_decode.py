@@ -1,0 +1,211 @@
+"""Turn whatever arrived into text, then peel off the encodings attackers hide behind.
+
+Detectors match structure, not spelling, so every layer a browser or a
+database would peel off is peeled off here first: URL encoding (repeatedly,
+``%uXXXX`` too), HTML entities (with or without the semicolon, zero-padded),
+JavaScript and CSS escapes, UTF-7 for the classic ``+ADw-`` trick, null
+bytes, and compatibility forms (full-width ``＜``). Every step is a single
+linear pass; nothing here can backtrack.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+from urllib.parse import unquote
+
+#: how many times a layer of encoding is peeled before giving up (``%252527``)
+MAX_DECODE_ROUNDS = 4
+
+_PCT_U = re.compile(r"%u([0-9a-fA-F]{4})")
+_JS_ESCAPE = re.compile(
+    r"\\(?:u\{([0-9a-fA-F]{1,6})\}|u([0-9a-fA-F]{4})|x([0-9a-fA-F]{2})|(0)(?![0-9]))"
+)
+_CSS_HEX_ESCAPE = re.compile(r"\\([0-9a-fA-F]{1,6})[ \t]?")
+_ESCAPED_PUNCT = re.compile(r"\\([^\w\s])")
+_UTF7_CHUNK = re.compile(r"\+([A-Za-z0-9/]{2,8})-?")
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_URL_INVISIBLE = re.compile(r"[\x00-\x1f\x7f\\]")
+_EXEC_COMMENT = re.compile(r"/\*!?\d{0,6}")
+_CDATA = re.compile(r"<!\[cdata\[|\]\]>")
+
+
+def to_text(value: Any) -> tuple[str, list[str]]:
+    """``value`` as a ``str`` that is safe to encode, plus the problems seen on the way.
+
+    Never raises: ``None`` becomes ``""``, bytes are decoded as UTF-8 with
+    replacement, lone surrogates are replaced, anything else goes through
+    ``str()``.
+    """
+    problems: list[str] = []
+    if value is None:
+        return "", ["value is None"]
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        try:
+            return raw.decode("utf-8"), problems
+        except UnicodeDecodeError:
+            return raw.decode("utf-8", "replace"), ["value is not valid UTF-8"]
+    if not isinstance(value, str):
+        try:
+            value = str(value)
+        except Exception:  # a __str__ that raises is still just bad input
+            return "", [f"value of type {type(value).__name__} cannot be read as text"]
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        problems.append("value is not valid Unicode (lone surrogate)")
+        value = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return value, problems
+
+
+def _utf7_char(match: re.Match[str]) -> str:
+    try:
+        decoded = ("+" + match.group(1) + "-").encode("ascii").decode("utf-7")
+    except Exception:
+        return match.group(0)
+    # only the markup characters the trick is about; "+1" stays "+1"
+    return decoded if decoded and all(c in "<>\"'`=()/&;:" for c in decoded) else match.group(0)
+
+
+def _js_unescape(match: re.Match[str]) -> str:
+    if match.group(4):  # \0
+        return ""
+    code = int(match.group(1) or match.group(2) or match.group(3), 16)
+    return chr(code) if code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else ""
+
+
+def _css_unescape(match: re.Match[str]) -> str:
+    code = int(match.group(1), 16)
+    return chr(code) if 0 < code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else ""
+
+
+def _decode_once(text: str) -> str:
+    if "%" in text:
+        if "%u" in text or "%U" in text:
+            text = _PCT_U.sub(lambda m: chr(int(m.group(1), 16)), text)
+        text = unquote(text, errors="replace")
+    if "&" in text:
+        text = html.unescape(text)
+    if "\\" in text:
+        text = _JS_ESCAPE.sub(_js_unescape, text)
+        text = _CSS_HEX_ESCAPE.sub(_css_unescape, text)
+        text = _ESCAPED_PUNCT.sub(r"\1", text)
+    if "+" in text and "-" in text:
+        text = _UTF7_CHUNK.sub(_utf7_char, text)
+    return text
+
+
+def deep_decode(text: str) -> str:
+    """Peel encodings until nothing changes (at most ``MAX_DECODE_ROUNDS`` times)."""
+    for _ in range(MAX_DECODE_ROUNDS):
+        decoded = _decode_once(text)
+        if decoded == text:
+            break
+        text = decoded
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    return text
+
+
+def strip_block_comments(text: str, replacement: str) -> str:
+    """Replace ``/* … */`` with ``replacement``, keeping MySQL's ``/*! … */`` bodies.
+
+    A linear scan with ``str.find``: a regular expression here would rescan
+    the rest of the input from every unterminated ``/*``.
+    """
+    if "/*" not in text:
+        return text
+    out: list[str] = []
+    pos = 0
+    while True:
+        start = text.find("/*", pos)
+        if start < 0:
+            break
+        end = text.find("*/", start + 2)
+        if end < 0:
+            break
+        out.append(text[pos:start])
+        body = text[start + 2 : end]
+        if body.startswith("!"):  # executable comment: MySQL runs what is inside
+            out.append(" " + _EXEC_COMMENT.sub(" ", "/*" + body) + " ")
+        else:
+            out.append(replacement)
+        pos = end + 2
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def strip_line_comments(text: str) -> str:
+    """Drop ``#`` and ``-- `` comments that a newline ends (``union#x\nselect``).
+
+    The last line keeps its comment: a comment that runs to the end of the
+    input is itself evidence (``admin'--``) the rules look for.
+    """
+    if "\n" not in text or ("#" not in text and "--" not in text):
+        return text
+    lines = text.split("\n")
+    for i, line in enumerate(lines[:-1]):
+        cut = min((p for p in (line.find("#"), line.find("--")) if p >= 0), default=-1)
+        if cut >= 0:
+            lines[i] = line[:cut]
+    return " ".join(lines)
+
+
+@dataclass
+class Prepared:
+    """One input, decoded once and viewed the ways the detectors need."""
+
+    raw: str
+    problems: list[str]
+
+    @cached_property
+    def decoded(self) -> str:
+        return deep_decode(self.raw)
+
+    @cached_property
+    def lower(self) -> str:
+        return self.decoded.lower()
+
+    @cached_property
+    def compact(self) -> str:
+        """What a URL parser or CSS tokenizer sees: controls, backslashes and comments gone."""
+        text = strip_block_comments(self.lower, "")
+        text = _URL_INVISIBLE.sub("", text)
+        if "cdata" in text:
+            text = _CDATA.sub("", text)
+        return text
+
+    @cached_property
+    def sql_variants(self) -> tuple[str, ...]:
+        """The views SQL rules run on.
+
+        Block comments as whitespace and (if any) as nothing, for ``UN/**/ION``;
+        line comments that a newline ends removed; and for form-encoded input
+        (``+`` and no space anywhere) a view with ``+`` read as a space.
+        """
+        low = _CONTROLS.sub(" ", self.lower)
+        low = strip_line_comments(low)
+        bases = [low]
+        if "+" in low and " " not in self.raw:
+            bases.append(low.replace("+", " "))
+        views: list[str] = []
+        for base in bases:
+            for replacement in (" ", ""):
+                view = strip_block_comments(base, replacement)
+                if view not in views:
+                    views.append(view)
+                if view is base:  # no comments: the second replacement changes nothing
+                    break
+        return tuple(views)
+
+
+def prepare(value: Any) -> Prepared:
+    text, problems = to_text(value)
+    return Prepared(text, problems)

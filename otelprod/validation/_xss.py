@@ -1,0 +1,135 @@
+"""Cross-site scripting detection: structural patterns on decoded input.
+
+The rules describe *how* script gets executed — a script-capable tag, an
+event-handler attribute, a script URL, CSS that runs code, a break out of a
+JavaScript string into a call — rather than listing known payloads, so they
+catch payload families nobody wrote down yet. Plain markup (``<a href>``,
+``<img class>``, ``<table>``) is not a finding: pasted HTML is common in
+real input and harmless once escaped or sanitized.
+
+Every pattern is linear: repetitions are bounded, or cannot cross the
+character that starts the next attempt (``[^<]`` after ``<``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from otelprod.validation._decode import Prepared, prepare
+from otelprod.validation._result import Finding
+
+# Calls and properties that turn a string into running code or leak the session.
+_SINK = (
+    r"(?<![\w$.])(?:"
+    r"(?:alert|confirm|prompt|eval|settimeout|setinterval|execscript|msgbox|fetch|atob"
+    r"|import|function)\s*[(\x60]"
+    r"|document\s*\.\s*(?:write|writeln|cookie|domain|location)"
+    r"|(?:window|self|top|parent|this|frames|globalthis)\s*\[\s*['\"\x60\w]"
+    r"|(?:window|document)\s*\.\s*location\s*="
+    r"|string\s*\.\s*fromcharcode\s*\("
+    r")"
+)
+_URL_SCHEMES = r"(?:javascript|vbscript|livescript|jscript|ecmascript|mocha)"
+_ACTIVE_DATA = (
+    r"data:\s*(?:text/(?:html|javascript|ecmascript|xml|vbscript|x-scriptlet)"
+    r"|application/(?:x-)?(?:javascript|ecmascript|xhtml|xml)|image/svg)"
+)
+_DANGEROUS_TAGS = (
+    r"iframe|frame|frameset|object|embed|applet|meta|base|link|style|svg|math|xml"
+    r"|import|bgsound|layer|ilayer|isindex|portal"
+)
+
+# (rule id, view of the input, pattern, message)
+_RULES: list[tuple[str, str, re.Pattern[str], str]] = [
+    ("xss.script_tag", "compact",
+     re.compile(r"<\s*/?\s*script(?![\w-])"),
+     "script element"),
+    ("xss.dangerous_tag", "compact",
+     re.compile(rf"<\s*(?:{_DANGEROUS_TAGS})(?![\w-])"),
+     "element that loads or runs active content (iframe, object, svg, style, meta, …)"),
+    ("xss.event_handler", "lower",
+     # inside a tag: any on* attribute; quoted values may hold '<' and '>'
+     re.compile(
+         r"<[a-z!/?%](?:[^<>\"']|\"[^\"]*\"|'[^']*')*?"
+         r"(?<=[\s/\"'\x60+;,])on[a-z]{2,40}\s*="
+     ),
+     "event-handler attribute inside a tag"),
+    ("xss.attribute_breakout", "lower",
+     # no tag needed: a value that closes its quote and adds a handler that calls code
+     re.compile(
+         r"(?:^|[\s\"'\x60/;])on[a-z]{2,40}\s*=\s*[\"'\x60]?\s*"
+         r"[\w$.\[\]'\"]{0,60}?(?:[(\x60]|\s*=)"
+     ),
+     "event handler injected into an attribute"),
+    ("xss.script_url", "compact",
+     re.compile(
+         rf"(?<![a-z]){_URL_SCHEMES}\s*:(?!\s)"
+         rf"|[=(\"'\x60,]\s*{_URL_SCHEMES}\s*:"
+     ),
+     "javascript:/vbscript: URL"),
+    ("xss.data_url", "compact",
+     re.compile(
+         rf"(?<![a-z]){_ACTIVE_DATA}"
+         r"|(?:src|href|data|action|formaction|srcdoc|from|to|values|content|url)"
+         r"\s*[=(]\s*[\"'\x60]?\s*(?:\d+\s*;\s*url\s*=\s*)?data:"
+     ),
+     "data: URL carrying HTML, script or SVG"),
+    ("xss.css_expression", "compact",
+     re.compile(r"[:=]\s*[\"']?\s*expression\s*\(|(?:-moz-binding|behavior)\s*:\s*url\s*\("),
+     "CSS that runs script (expression(), -moz-binding, behavior)"),
+    ("xss.css_obfuscation", "lower",
+     re.compile(r"\bstyle\s*=\s*[\"'\x60]?[^\"'\x60<>]{0,200}?(?:\\|/\*)"),
+     "style attribute hidden behind CSS escapes or comments"),
+    ("xss.js_entity", "lower",
+     re.compile(r"&\{"),
+     "Netscape JavaScript entity &{…}"),
+    ("xss.js_breakout", "lower",
+     re.compile(
+         r"[\"'\x60]\s*(?:[-+*/%^|&,;:?)}\]]|\)\s*;|\}\s*;?)\s*"
+         r"(?:[\w$.]{1,40}\s*[=;,]\s*)?" + _SINK
+     ),
+     "break out of a JavaScript string into a script call"),
+    ("xss.markup_breakout", "lower",
+     re.compile(r"(?:-->|\*/|[\"'\x60]\s*>|</[a-z]{1,20}\s*>)\s*" + _SINK),
+     "script call right after closing markup"),
+    ("xss.tag_script_call", "lower",
+     re.compile(r"<[a-z][^<>]{0,400}?" + _SINK),
+     "tag whose attributes call script"),
+    ("xss.template_injection", "lower",
+     re.compile(
+         r"\{\{[^{}]{0,200}?(?:constructor|\$eval|\$on\b|__proto__|" + _SINK + ")"
+         r"|\$\{[^{}]{0,100}?" + _SINK
+     ),
+     "client-side template expression that reaches script"),
+]
+
+
+def scan_xss(prepared: Prepared) -> list[Finding]:
+    findings: list[Finding] = []
+    views = {"lower": prepared.lower}
+    for rule, view, pattern, message in _RULES:
+        text = views.get(view)
+        if text is None:
+            text = views[view] = getattr(prepared, view)
+        match = pattern.search(text)
+        if match:
+            findings.append(Finding("xss", rule, message, _excerpt(text, match)))
+    return findings
+
+
+def _excerpt(text: str, match: re.Match[str]) -> str:
+    start, end = match.span()
+    piece = text[start : min(end, start + 80)]
+    return piece if end - start <= 80 else piece + "…"
+
+
+def detect_xss(value: Any) -> list[Finding]:
+    """Findings (with rule ids) if ``value`` looks like cross-site scripting; ``[]`` if not.
+
+    Accepts anything (``None``, bytes, invalid Unicode) and never raises.
+    """
+    try:
+        return scan_xss(prepare(value))
+    except Exception:  # pragma: no cover - a detector bug must not become the caller's
+        return []
