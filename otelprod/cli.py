@@ -66,7 +66,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     os.environ.setdefault("OTEL_BSP_SCHEDULE_DELAY", "500")
     os.environ.setdefault("OTEL_BLRP_SCHEDULE_DELAY", "500")
     otelprod.init(args.service_name, endpoint=args.endpoint, protocol=args.protocol,
-                  console=console, environment="demo")
+                  console=console)
     out.step(f"otelprod initialised: service {args.service_name!r}, "
              f"{'console' if console else 'OTLP to ' + endpoint}")
     try:
