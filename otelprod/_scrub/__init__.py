@@ -32,6 +32,10 @@ REDACTED = "[REDACTED]"
 MIN_SECRET_LENGTH = 4
 
 _MAX_DEPTH = 32
+#: scrubbed strings up to this length are remembered (log messages and field
+#: values repeat a lot); the cache is bounded and emptied on any change
+_CACHE_MAX_LEN = 512
+_CACHE_ENTRIES = 4096
 
 #: normalized stems: a key containing one of these is sensitive
 _SENSITIVE_STEMS = (
@@ -50,7 +54,7 @@ _DEFAULT_ALLOWED = (
 
 #: Patterns that are secrets wherever they appear, whatever key they are under.
 _DEFAULT_PATTERNS = (
-    r"(?i)\b(?:bearer|basic|token)\s+[A-Za-z0-9\-._~+/]{8,}=*",
+    r"(?i:\b(?:bearer|basic|token)\s+[A-Za-z0-9\-._~+/]{8,}=*)",
     r"\beyJ[\w-]{5,}\.eyJ[\w-]{5,}\.[\w-]{5,}",  # JWT
     r"\bAKIA[0-9A-Z]{16}\b",  # AWS access key id
     r"\bgh[pousr]_[A-Za-z0-9]{30,}\b",  # GitHub token
@@ -77,6 +81,9 @@ class Scrubber:
         self._secret_re: re.Pattern[str] | None = None
         self._patterns: tuple[re.Pattern[str], ...] = tuple(
             re.compile(p) for p in _DEFAULT_PATTERNS)
+        self._pattern_re: re.Pattern[str] | None = None
+        self._combine_patterns()
+        self._text_cache: dict[str, str] = {}
         self._stems: tuple[str, ...] = _SENSITIVE_STEMS
         self._exact: frozenset[str] = frozenset(_SENSITIVE_EXACT)
         self._allowed: frozenset[str] = frozenset(_normalize(k) for k in _DEFAULT_ALLOWED)
@@ -94,12 +101,14 @@ class Scrubber:
             self._secrets |= forms
             ordered = sorted(self._secrets, key=len, reverse=True)  # longest first
             self._secret_re = re.compile("|".join(re.escape(s) for s in ordered))
+            self._text_cache = {}
 
     def forget_secrets(self) -> None:
         """Drop every registered secret (tests, and re-initialisation)."""
         with self._lock:
             self._secrets = set()
             self._secret_re = None
+            self._text_cache = {}
 
     @property
     def secret_count(self) -> int:
@@ -110,6 +119,17 @@ class Scrubber:
         compiled = re.compile(pattern) if isinstance(pattern, str) else pattern
         with self._lock:
             self._patterns = (*self._patterns, compiled)
+            self._combine_patterns()
+            self._text_cache = {}
+
+    def _combine_patterns(self) -> None:
+        # One pass over the text instead of one per pattern, when they combine.
+        try:
+            if any(p.flags & ~re.UNICODE for p in self._patterns):
+                raise re.error("flags")
+            self._pattern_re = re.compile("|".join(f"(?:{p.pattern})" for p in self._patterns))
+        except re.error:
+            self._pattern_re = None
 
     def add_sensitive_key(self, name: str) -> None:
         """Treat keys containing ``name`` (normalized) as sensitive."""
@@ -120,12 +140,14 @@ class Scrubber:
             self._stems = (*self._stems, stem)
             self._allowed = self._allowed - {stem}
             self._key_cache = {}
+            self._text_cache = {}
 
     def allow_key(self, name: str) -> None:
         """Never treat the key ``name`` as sensitive, e.g. ``token_count``."""
         with self._lock:
             self._allowed = self._allowed | {_normalize(name)}
             self._key_cache = {}
+            self._text_cache = {}
 
     # --- decisions ------------------------------------------------------------------
     def is_sensitive_key(self, key: str) -> bool:
@@ -192,11 +214,27 @@ class Scrubber:
         return out
 
     def _scrub_text(self, text: str) -> str:
+        cache = self._text_cache
+        cached = cache.get(text)
+        if cached is not None:
+            return cached
+        result = self._scrub_uncached(text)
+        if len(text) <= _CACHE_MAX_LEN:
+            if len(cache) >= _CACHE_ENTRIES:
+                cache.clear()
+            cache[text] = result
+        return result
+
+    def _scrub_uncached(self, text: str) -> str:
         secret_re = self._secret_re
         if secret_re is not None:
             text = secret_re.sub(REDACTED, text)
-        for pattern in self._patterns:
-            text = pattern.sub(REDACTED, text)
+        combined = self._pattern_re
+        if combined is not None:
+            text = combined.sub(REDACTED, text)
+        else:
+            for pattern in self._patterns:
+                text = pattern.sub(REDACTED, text)
         if "://" in text:
             text = _USERINFO.sub(lambda m: m.group("head") + REDACTED + "@", text)
         if "=" in text or ":" in text:

@@ -1,9 +1,9 @@
 """Non-blocking JSON output: format in the caller, write in a background thread.
 
 The caller formats the line (so the current span and context are its own)
-and puts it on a bounded queue; one writer thread does the slow I/O to
-stdout and the rotating file. A full queue drops the line and counts it
-rather than blocking the application. :func:`flush_logging` waits until
+and appends it to a bounded buffer; one writer thread does the slow I/O to
+stdout and the rotating file, in batches. A full buffer drops the line and
+counts it rather than blocking the application. :func:`flush_logging` waits until
 every line queued so far is written; at exit (and from ``otelprod.shutdown()``)
 :func:`shutdown_logging` drains the queue within a deadline, and lines
 logged after that are written synchronously, so none is lost. A forked
@@ -16,9 +16,9 @@ import atexit
 import logging
 import logging.handlers
 import os
-import queue
 import sys
 import threading
+from collections import deque
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,6 +26,7 @@ from otelprod.errors import ConfigurationError
 from otelprod.structured_logging._json import JsonFormatter
 
 DEFAULT_QUEUE_SIZE = 10_000
+DEFAULT_INTERVAL = 0.05
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_BACKUP_COUNT = 5
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -38,85 +39,185 @@ class _Flush:
         self.done = threading.Event()
 
 
-class _Writer(logging.handlers.QueueListener):
-    """The background thread that writes queued lines to the real handlers."""
+class _Target:
+    """Where lines go, a batch at a time: one write (and one flush) per batch."""
 
-    def __init__(self, q: queue.Queue[Any], *handlers: logging.Handler) -> None:
-        super().__init__(q, *handlers, respect_handler_level=True)
-        self._q = q
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.lock = threading.Lock()
 
-    def start(self) -> None:
-        self._thread = thread = threading.Thread(
-            target=self._monitor, name="otelprod-log-writer",  # type: ignore[attr-defined]
-            daemon=True)
-        thread.start()
+    def write(self, lines: list[str]) -> None:
+        with self.lock:
+            self.stream.write("".join(lines))
+            self.stream.flush()
 
-    def handle(self, record: Any) -> None:
-        if isinstance(record, _Flush):
-            for handler in self.handlers:
-                try:
-                    handler.flush()
-                except Exception:
-                    pass
-            record.done.set()
-            return
-        super().handle(record)
+    def flush(self) -> None:
+        with self.lock:
+            self.stream.flush()
 
-    def stop_within(self, timeout: float) -> bool:
-        """Drain the queue and stop; False if the writer did not finish in time."""
-        thread = self._thread
-        if thread is None:
-            return True
+    def close(self) -> None:
+        self.flush()
+
+
+class _RotatingFile(_Target):
+    """A file that rotates at ``max_bytes`` (the stdlib handler does the renaming)."""
+
+    def __init__(self, path: Path, max_bytes: int, backup_count: int) -> None:
+        self.handler = logging.handlers.RotatingFileHandler(
+            path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8")
+        super().__init__(self._stream())
+        self.max_bytes = max_bytes
+        self.size = self.stream.tell()
+
+    def _stream(self) -> IO[str]:
+        stream = self.handler.stream
+        if stream is None:  # delay=False opens it at once; this is for the type checker
+            stream = self.handler._open()
+        return stream
+
+    def write(self, lines: list[str]) -> None:
+        with self.lock:
+            pending: list[str] = []
+            for line in lines:
+                n = len(line.encode("utf-8")) if not line.isascii() else len(line)
+                if self.max_bytes > 0 and self.size > 0 and self.size + n > self.max_bytes:
+                    self.stream.write("".join(pending))
+                    pending = []
+                    self.handler.doRollover()
+                    self.stream = self._stream()
+                    self.size = 0
+                pending.append(line)
+                self.size += n
+            self.stream.write("".join(pending))
+            self.stream.flush()
+
+    def close(self) -> None:
+        with self.lock:
+            self.handler.close()
+
+
+def write_lines(targets: list[_Target], lines: list[str]) -> None:
+    for target in targets:
         try:
-            self._q.put(None, timeout=timeout)  # QueueListener's sentinel
-        except queue.Full:
-            return False
-        thread.join(timeout)
-        if thread.is_alive():
-            return False
-        self._thread = None
-        return True
+            target.write(lines)
+        except Exception:  # a full disk must not kill the writer, nor reach the caller
+            pass
+
+
+class _Writer:
+    """The background thread: drains the buffer in batches to the output handlers.
+
+    After each batch it pauses ``interval`` seconds (unless a flush or stop
+    hurries it), so a busy application wakes it a few times a second
+    instead of once per line.
+    """
+
+    def __init__(self, targets: list[_Target], interval: float) -> None:
+        self.targets = targets
+        self.interval = interval
+        self.buffer: deque[Any] = deque()
+        self.wake = threading.Event()
+        self.hurry = threading.Event()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, name="otelprod-log-writer",
+                                       daemon=True)
+        self.thread.start()
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self.thread.is_alive() and not self.stopping
+
+    def _run(self) -> None:
+        buffer = self.buffer
+        while True:
+            self.wake.wait()
+            self.wake.clear()
+            batch: list[str] = []
+            while buffer:
+                item = buffer.popleft()
+                if isinstance(item, _Flush):
+                    self._write(batch)
+                    batch = []
+                    item.done.set()
+                    continue
+                batch.append(item)
+                if len(batch) >= 1000:
+                    self._write(batch)
+                    batch = []
+            self._write(batch)
+            if self.stopping:
+                self._flush_targets()
+                return
+            if self.hurry.wait(self.interval):
+                self.hurry.clear()
+
+    def _write(self, batch: list[str]) -> None:
+        if batch:
+            write_lines(self.targets, batch)
+
+    def _flush_targets(self) -> None:
+        for target in self.targets:
+            try:
+                target.flush()
+            except Exception:
+                pass
+
+    def flush(self, timeout: float) -> bool:
+        marker = _Flush()
+        self.buffer.append(marker)
+        self.hurry.set()
+        self.wake.set()
+        return marker.done.wait(timeout)
+
+    def stop(self, timeout: float) -> bool:
+        self.stopping = True
+        self.hurry.set()
+        self.wake.set()
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
 
 
-class JsonQueueHandler(logging.handlers.QueueHandler):
-    """Formats records as JSON lines in the caller and queues them for the writer."""
+class JsonQueueHandler(logging.Handler):
+    """Formats records as JSON lines in the caller and queues them for the writer.
 
-    def __init__(self, targets: list[logging.Handler], queue_size: int) -> None:
-        self._queue_size = queue_size
-        self._q: queue.Queue[Any] = queue.Queue(queue_size)
-        super().__init__(self._q)
+    Appending to the buffer is the caller's only cost beyond formatting: no
+    lock is taken, no I/O is waited for.
+    """
+
+    def __init__(self, targets: list[_Target], queue_size: int,
+                 interval: float = DEFAULT_INTERVAL) -> None:
+        super().__init__()
         self.setFormatter(JsonFormatter())
         self.targets = targets
+        self.queue_size = queue_size
+        self.interval = interval
         self.dropped = 0
-        self._writer: _Writer | None = None
-        self._start_writer()
+        self._writer: _Writer | None = _Writer(targets, interval)
 
-    def _start_writer(self) -> None:
-        self._writer = _Writer(self._q, *self.targets)
-        self._writer.start()
-
-    def enqueue(self, record: logging.LogRecord) -> None:
-        try:
-            self._q.put_nowait(record)
-        except queue.Full:
-            self.dropped += 1  # never block the application on slow output
+    def handle(self, record: logging.LogRecord) -> Any:
+        # No handler lock: the buffer is thread-safe and formatting is reentrant.
+        rv = self.filter(record)
+        if isinstance(rv, logging.LogRecord):
+            record = rv
+        if rv:
+            self.emit(record)
+        return rv
 
     def emit(self, record: logging.LogRecord) -> None:
-        writer = self._writer
-        if writer is None or not writer.running:  # after shutdown: write synchronously
-            try:
-                line = self.prepare(record)
-                for target in self.targets:
-                    if line.levelno >= target.level:
-                        target.handle(line)
-            except Exception:
-                self.handleError(record)
-            return
-        super().emit(record)
+        try:
+            line = self.format(record) + "\n"
+            writer = self._writer
+            if writer is None or not writer.running:  # after shutdown: synchronously
+                write_lines(self.targets, [line])
+                return
+            if len(writer.buffer) >= self.queue_size:
+                self.dropped += 1  # never block the application on slow output
+                return
+            writer.buffer.append(line)
+            if not writer.wake.is_set():
+                writer.wake.set()
+        except Exception:
+            self.handleError(record)
 
     def flush_queue(self, timeout: float) -> bool:
         """Wait until every line queued so far is written (and the files flushed)."""
@@ -125,16 +226,11 @@ class JsonQueueHandler(logging.handlers.QueueHandler):
             for target in self.targets:
                 target.flush()
             return True
-        marker = _Flush()
-        try:
-            self._q.put(marker, timeout=timeout)
-        except queue.Full:
-            return False
-        return marker.done.wait(timeout)
+        return writer.flush(timeout)
 
     def stop(self, timeout: float) -> bool:
         writer, self._writer = self._writer, None
-        ok = writer.stop_within(timeout) if writer is not None else True
+        ok = writer.stop(timeout) if writer is not None else True
         for target in self.targets:
             try:
                 target.flush()
@@ -149,10 +245,9 @@ class JsonQueueHandler(logging.handlers.QueueHandler):
         super().close()
 
     def _after_fork(self) -> None:
-        # The parent's writer thread does not exist here: a fresh queue and thread.
-        self._q = queue.Queue(self._queue_size)
-        self.queue = self._q
-        self._start_writer()
+        # The parent's writer thread does not exist here: a fresh buffer and thread.
+        if self._writer is not None:
+            self._writer = _Writer(self.targets, self.interval)
 
 
 _lock = threading.Lock()
@@ -195,19 +290,13 @@ def setup_json_logging(
     numeric = _parse_level(level)
     if queue_size < 1:
         raise ConfigurationError(f"queue_size: must be >= 1, got {queue_size!r}")
-    targets: list[logging.Handler] = []
-    plain = logging.Formatter("%(message)s")
+    targets: list[_Target] = []
     if console:
-        out = logging.StreamHandler(stream if stream is not None else sys.stdout)
-        out.setFormatter(plain)
-        targets.append(out)
+        targets.append(_Target(stream if stream is not None else sys.stdout))
     if log_file is not None:
         path = Path(log_file)
         path.parent.mkdir(parents=True, exist_ok=True)
-        rotating = logging.handlers.RotatingFileHandler(
-            path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8")
-        rotating.setFormatter(plain)
-        targets.append(rotating)
+        targets.append(_RotatingFile(path, max_bytes, backup_count))
     handler = JsonQueueHandler(targets, queue_size)
     target_logger = logger if logger is not None else logging.getLogger()
     with _lock:
@@ -255,7 +344,7 @@ def _at_exit() -> None:
 
 def _after_fork_in_child() -> None:
     handler = _handler
-    if handler is not None and handler._writer is not None:
+    if handler is not None:
         try:
             handler._after_fork()
         except Exception:

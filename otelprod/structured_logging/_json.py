@@ -20,7 +20,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from otelprod._scrub import scrubber
+from otelprod._scrub import REDACTED, scrubber
 from otelprod.structured_logging._context import RESERVED, current
 
 #: fields of the line itself; a context field with one of these names goes to extra
@@ -99,10 +99,26 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = self.entry(record)
         if self._scrub:
-            entry = scrubber.scrub_mapping(entry)
+            # timestamp, level, logger and ids are ours: only what the caller wrote
+            for key, value in entry.items():
+                if key not in _OURS:
+                    entry[key] = scrubber.scrub(value)
+            entry = _scrub_top(entry)
         try:
             return json.dumps(entry, default=str, ensure_ascii=False, separators=(",", ":"))
         except (TypeError, ValueError):  # e.g. a circular structure in a field
             entry = {k: entry[k] for k in ("timestamp", "level", "message", "logger")}
             entry["extra"] = {"format_error": "a field could not be serialised"}
             return json.dumps(entry, default=str, ensure_ascii=False, separators=(",", ":"))
+
+
+_OURS = frozenset({"timestamp", "level", "logger", "trace_id", "span_id"})
+
+
+def _scrub_top(entry: dict[str, Any]) -> dict[str, Any]:
+    """Values of top-level (context) fields under sensitive keys."""
+    for key in entry:
+        if key not in _OURS and key not in _TOP and scrubber.is_sensitive_key(key) \
+                and entry[key] not in (None, ""):
+            entry[key] = REDACTED
+    return entry
