@@ -16,6 +16,7 @@ from otelprod._telemetry import tracer
 SCENES: list[str] = [
     "otelprod.demo.basics",
     "otelprod.demo.resilience",
+    "otelprod.demo.monitoring",
 ]
 
 

@@ -78,15 +78,24 @@ class SystemMetrics:
         self.callbacks: list[Callable[[CallbackOptions], Iterator[Observation]]] = []
 
     # --- lifecycle -------------------------------------------------------------------
-    def start(self, meter: Meter | None = None) -> None:
-        """Create the instruments on first call (instruments cannot be removed), then enable."""
+    def start(self, meter_provider: Any = None) -> None:
+        """Create the instruments on first call (instruments cannot be removed), then enable.
+
+        ``meter_provider`` (default: the global one, once per process) is for
+        measuring the collection on a provider of its own.
+        """
         with self._lock:
             self.enabled = True
-            if SystemMetrics._registered:
+            if meter_provider is None:
+                if SystemMetrics._registered:
+                    return
+                SystemMetrics._registered = True
+            elif self.callbacks:
                 return
-            SystemMetrics._registered = True
-        self._register(meter or _telemetry.meter)
-        self._start_instrumentation()
+        meter = (meter_provider.get_meter(semconv.SCOPE) if meter_provider is not None
+                 else _telemetry.meter)
+        self._register(meter)
+        self._start_instrumentation(meter_provider)
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._process)
 
@@ -128,7 +137,7 @@ class SystemMetrics:
             self.callbacks.append(callback)
             factories[kind](name, callbacks=[callback], unit=unit, description=description)
 
-    def _start_instrumentation(self) -> None:
+    def _start_instrumentation(self, meter_provider: Any = None) -> None:
         """process.memory.usage and process.cpu.utilization via the contrib instrumentation."""
         try:
             from opentelemetry.instrumentation.system_metrics import SystemMetricsInstrumentor
@@ -137,7 +146,8 @@ class SystemMetrics:
                          "no process memory and CPU metrics")
             return
         theirs = SystemMetricsInstrumentor._instance
-        if theirs is not None and theirs.is_instrumented_by_opentelemetry:
+        if (meter_provider is None and theirs is not None
+                and theirs.is_instrumented_by_opentelemetry):
             return  # the application instrumented it already: these series exist
 
         class _ProcessMetrics(SystemMetricsInstrumentor):
@@ -146,7 +156,7 @@ class SystemMetrics:
         try:
             self._instrumentor = _ProcessMetrics(
                 config={name: None for name in FROM_INSTRUMENTATION})
-            self._instrumentor.instrument()
+            self._instrumentor.instrument(meter_provider=meter_provider)
         except Exception:
             _log.warning("could not start the process metrics instrumentation", exc_info=True)
 
