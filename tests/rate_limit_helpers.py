@@ -29,14 +29,17 @@ class FakeClock:
 
 class TickClock:
     """Each reading is one tick later: the limiter reads it under its lock, so
-    threads see one global order of times and the outcome is deterministic."""
+    threads see one global order of times and the outcome is deterministic.
+    ``tick=0`` freezes time.
+    """
 
-    def __init__(self, tick: float) -> None:
+    def __init__(self, tick: float, *, start: float = 0.0) -> None:
         self._count = itertools.count()
         self.tick = tick
+        self.start = start
 
     def __call__(self) -> float:
-        return next(self._count) * self.tick
+        return self.start + next(self._count) * self.tick
 
 
 def unique(prefix: str) -> str:

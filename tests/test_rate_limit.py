@@ -220,7 +220,7 @@ def test_reset_restores_the_full_allowance() -> None:
     assert lim.stats()["rejected"] == 1  # counters survive a reset
 
 
-# --- decorator -------------------------------------------------------------------------------------
+# --- decorator --------------------------------------------------------------------------------
 def test_decorator_raises_rate_limit_exceeded_when_refused() -> None:
     lim = make(burst=2)
     calls = []

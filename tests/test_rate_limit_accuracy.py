@@ -7,6 +7,7 @@ strategy uses a window of burst/rate = 0.2 s.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from fractions import Fraction
@@ -68,7 +69,7 @@ def test_token_bucket_bursts_then_refills_at_the_rate() -> None:
 
 def test_leaky_bucket_never_lets_two_requests_closer_than_its_interval() -> None:
     allowed = run(RateLimitStrategy.LEAKY_BUCKET, OFFERED)
-    gaps = [b - a for a, b in zip(allowed, allowed[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(allowed)]
     assert min(gaps) >= 1 / RATE - 1e-9
     assert max(gaps) <= 1 / RATE + 1e-9  # and under load it is a steady stream
 
@@ -81,7 +82,7 @@ def test_leaky_bucket_spacing_holds_for_random_arrivals() -> None:
         times.append(t)
     allowed = run(RateLimitStrategy.LEAKY_BUCKET, times)
     assert len(allowed) > 1000
-    assert min(b - a for a, b in zip(allowed, allowed[1:])) >= 1 / RATE - 1e-9
+    assert min(b - a for a, b in itertools.pairwise(allowed)) >= 1 / RATE - 1e-9
 
 
 def test_sliding_window_never_exceeds_the_burst_in_any_window() -> None:
@@ -169,5 +170,5 @@ def test_decisions_match_the_textbook_algorithm_for_random_arrivals(
         got.append(lim.acquire().allowed)
     want = reference(strategy, times_us)
     assert sum(want) > 1000
-    mismatch = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), None)
+    mismatch = next((i for i, (a, b) in enumerate(zip(got, want, strict=True)) if a != b), None)
     assert mismatch is None, f"first mismatch at request {mismatch}, t={times_us[mismatch]} µs"
