@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import wsgiref.simple_server
 from collections.abc import Callable, Iterator
@@ -19,6 +21,7 @@ from otelprod.monitoring import (
     health_wsgi_app,
     serve_health,
 )
+from tests.conftest import python_env
 from tests.otlp_receiver import free_port
 
 TOKEN = "probe-token-1234"
@@ -238,3 +241,49 @@ def test_the_background_server_reports_its_url_and_stops(system: MonitoringSyste
     server.stop()
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{server.url}/health/live", timeout=5)
+
+
+INIT_WITH_HEALTH_PORT = """
+import sys
+import otelprod
+from otelprod.monitoring import monitoring_system, HealthStatus
+
+system = otelprod.init("health-port-test", health_port=int(sys.argv[1]), health_host="127.0.0.1",
+                       health_token="init-token-5678")
+monitoring_system.health_checker.register_check(
+    "payments_db", lambda: (HealthStatus.UNHEALTHY, "connection refused"))
+print(system.health_server.url, flush=True)
+sys.stdin.readline()
+otelprod.shutdown(timeout=5)
+print("stopped", flush=True)
+"""
+
+
+def test_init_serves_the_endpoints_from_a_background_server(tmp_path) -> None:
+    port = free_port()
+    child = subprocess.Popen([sys.executable, "-c", INIT_WITH_HEALTH_PORT, str(port)],
+                             env=python_env(OTEL_SDK_DISABLED="true"), cwd=tmp_path,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        url = child.stdout.readline().strip()
+        assert url == f"http://127.0.0.1:{port}", child.stderr.read() if child.stderr else ""
+        with httpx.Client(base_url=url, timeout=30) as client:
+            assert client.get("/health/live").status_code == 200
+            ready = client.get("/health/ready")
+            assert ready.status_code == 503 and ready.json()["failing"] == ["payments_db"]
+            assert client.get("/health").status_code == 401
+            report = client.get("/health", headers={"Authorization": "Bearer init-token-5678"})
+            assert report.status_code == 503
+            assert report.json()["checks"]["payments_db"]["message"] == "connection refused"
+        child.stdin.write("\n")
+        child.stdin.flush()
+        assert child.stdout.readline().strip() == "stopped"
+        assert child.wait(30) == 0
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/health/live", timeout=5)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
