@@ -196,7 +196,7 @@ def test_two_processes_add_at_once(tmp_path):
     path = tmp_path / "two.db"
     procs = [writer(path, tag, 120) for tag in ("a", "b")]
     for p in procs:
-        out, err = p.communicate(timeout=120)
+        _out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
     items = DeadLetterQueue(path).get_all()
     assert len(items) == 240 and len({i.id for i in items}) == 240
@@ -246,3 +246,19 @@ def test_cli_list_show_replay_purge(tmp_path, capsys, monkeypatch):
     assert cli([*base, "purge", "--yes"]) == 0
     assert "purged 1" in capsys.readouterr().out
     assert q.count() == 0
+
+
+def test_a_forked_child_opens_its_own_connection(tmp_path):
+    q = DeadLetterQueue(tmp_path / "fork.db")
+    q.add("parent", 1)  # the parent's connection is open when it forks
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit code
+        try:
+            q.add("child", 2)
+            os._exit(0 if q.count() == 2 else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    q.add("parent", 3)
+    assert [i.operation for i in q.get_all()] == ["parent", "child", "parent"]

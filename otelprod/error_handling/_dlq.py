@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import tenacity
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from otelprod import semconv
@@ -75,6 +76,10 @@ def _observe_sizes(_options: CallbackOptions) -> list[Observation]:
 meter.create_observable_gauge(
     semconv.METRIC_DEADLETTER_QUEUE_SIZE, callbacks=[_observe_sizes], unit="{item}",
     description="Operations waiting in the dead-letter queue.")
+
+def _is_locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
 
 _JSON_ALLOWED = "dict, list, tuple, str, int, finite float, bool or None"
 
@@ -209,15 +214,25 @@ class DeadLetterQueue:
         conn = sqlite3.connect(str(path), timeout=self.busy_timeout, isolation_level=None,
                                check_same_thread=False)
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.executescript(_SCHEMA)
+            # Switching a new file to WAL while another process does the same can fail
+            # with "database is locked" without waiting for the busy timeout: retry it.
+            tenacity.Retrying(
+                retry=tenacity.retry_if_exception(_is_locked), reraise=True,
+                stop=tenacity.stop_after_delay(self.busy_timeout),
+                wait=tenacity.wait_random_exponential(multiplier=0.01, max=0.2),
+            )(self._prepare, conn)
         except BaseException:
             conn.close()
             raise
         self._conn, self._pid = conn, os.getpid()
         return conn
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.executescript(_SCHEMA)
 
     def _write(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
         with self._lock:
