@@ -141,3 +141,28 @@ def test_secrets_never_reach_the_json_file_nor_the_collector(
         + repr(otlp_receiver.requests("logs"))
     assert SECRET not in wire
     assert PASSWORD not in wire
+
+
+def test_every_handler_gets_the_scrubbed_message(caplog: pytest.LogCaptureFixture) -> None:
+    from otelprod.structured_logging import ObservabilitySystem
+
+    scrubber.register_secret("caplog-secret-2231")
+    logger = ObservabilitySystem("S").get_logger("any_handler")
+    with caplog.at_level(logging.INFO):
+        logger.info("key %s at 100%%", "caplog-secret-2231", api_token="tok-caplog-1")
+    record = caplog.records[-1]
+    assert record.getMessage() == f"key {REDACTED} at 100%"
+    assert record.api_token == REDACTED
+    assert "caplog-secret-2231" not in caplog.text
+
+
+def test_stderr_last_resort_output_is_scrubbed_too(tmp_path: Path) -> None:
+    result = run_python("""
+        from otelprod.config_manager import get_secrets
+        from otelprod.structured_logging import get_logger
+        key = get_secrets().set_secret("k", "last-resort-secret-1").get_secret_value()
+        get_logger("nohandlers").warning("oops, logged the key %s", key)
+    """, env=python_env(), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "oops, logged the key [REDACTED]" in result.stderr
+    assert "last-resort-secret-1" not in result.stderr

@@ -17,6 +17,7 @@ SCENES: list[str] = [
     "otelprod.demo.basics",
     "otelprod.demo.resilience",
     "otelprod.demo.monitoring",
+    "otelprod.demo.logging_config",
 ]
 
 

@@ -30,6 +30,12 @@ _TOP = frozenset({"timestamp", "level", "message", "logger", "trace_id", "span_i
 _SKIP = RESERVED | {"otelTraceID", "otelSpanID", "otelTraceSampled", "otelServiceName"}
 
 
+class ScrubbedText(str):
+    """A message (and its record's fields) already scrubbed by a structured logger."""
+
+    __slots__ = ()
+
+
 class JsonFormatter(logging.Formatter):
     """Formats a record as one JSON line, trace ids from the current span.
 
@@ -98,7 +104,15 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry = self.entry(record)
-        if self._scrub:
+        if self._scrub and type(record.msg) is ScrubbedText and not record.args:
+            # a structured logger's record: message and fields are scrubbed already
+            if "exception" in entry:
+                entry["exception"] = scrubber.scrub(entry["exception"])
+            context = current()
+            for key in entry:
+                if key not in _OURS and key in context and key not in record.__dict__:
+                    entry[key] = scrubber.scrub(entry[key])
+        elif self._scrub:
             # timestamp, level, logger and ids are ours: only what the caller wrote
             for key, value in entry.items():
                 if key not in _OURS:

@@ -12,8 +12,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from otelprod._scrub import scrubber
 from otelprod.structured_logging import _context
 from otelprod.structured_logging._context import field_name
+from otelprod.structured_logging._json import ScrubbedText
 
 _PRIMITIVES = (str, bool, int, float)
 
@@ -27,6 +29,19 @@ def _attribute(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _attribute(v) for k, v in value.items()}
     return str(value)
+
+
+def _render(msg: Any, args: tuple[Any, ...]) -> str | None:
+    """``msg % args`` as the stdlib would; None when that fails (the stdlib reports it)."""
+    text = msg if isinstance(msg, str) else str(msg)
+    if not args:
+        return text
+    if len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
+        args = args[0]  # type: ignore[assignment]  # the stdlib's "%(name)s" form
+    try:
+        return text % args
+    except Exception:
+        return None
 
 
 class StructuredLogger:
@@ -115,6 +130,13 @@ class StructuredLogger:
         for source in (context, self._bound, extra or {}, fields):
             for key, value in source.items():
                 attributes[field_name(str(key))] = _attribute(value)
+        # Scrub once, here, so that every handler (the OTel bridge, the JSON
+        # lines, stdlib's last-resort stderr, the application's own) gets the
+        # scrubbed message and fields.
+        text = _render(msg, args)
+        if text is not None:
+            msg, args = ScrubbedText(scrubber.scrub_text(text)), ()
+        attributes = scrubber.scrub_mapping(attributes)
         if self._bound:  # bound fields are context fields for the JSON line
             token = _context._CONTEXT.set({**context, **self._bound})
             try:
