@@ -138,3 +138,11 @@ def test_status_report_is_json_and_creates_no_database(tmp_path):
     assert report["dead_letter_queue"] == {"name": "default", "path": str(db), "size": 0}
     assert isinstance(report["circuit_breakers"], dict)
     assert not db.exists() and not db.parent.exists()
+
+
+def test_status_report_scrubs_secrets_quoted_in_errors():
+    error_handler.handle_error(ConnectionError("login failed: password=hunter22 for ann"),
+                               context="scrub", severity=ErrorSeverity.LOW)
+    recent = status_report()["errors"]["recent"]
+    text = json.dumps(recent)
+    assert "hunter22" not in text and "password=[REDACTED]" in text

@@ -46,7 +46,8 @@ CircuitBreakerError = CircuitBreakerOpenError
 def status_report() -> dict[str, Any]:
     """Error statistics, every breaker and the dead-letter queue, JSON-serialisable.
 
-    Reading it never creates the dead-letter database.
+    Secrets are scrubbed (error messages may quote them), and reading it never
+    creates the dead-letter database.
     """
     breakers: dict[str, Any] = {}
     for name, breaker in get_circuit_breakers().items():
@@ -59,11 +60,13 @@ def status_report() -> dict[str, Any]:
     except Exception as exc:
         dlq = {"name": dead_letter_queue.name, "path": str(dead_letter_queue.path),
                "error": f"{type(exc).__name__}: {exc}"}
-    return {
+    from otelprod._scrub import scrubber
+
+    return scrubber.scrub({  # type: ignore[no-any-return]
         "errors": error_handler.get_error_statistics(),
         "circuit_breakers": breakers,
         "dead_letter_queue": dlq,
-    }
+    })
 
 
 __all__ = [

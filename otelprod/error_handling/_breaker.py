@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -66,7 +67,9 @@ class CircuitBreakerConfig:
     closes after ``success_threshold`` successes. A failed trial reopens it,
     and so does staying half-open longer than ``half_open_timeout`` seconds.
     ``redis_url`` shares the state between processes and replicas through
-    pybreaker's Redis storage (keys namespaced by the breaker's name).
+    pybreaker's Redis storage (keys namespaced by the breaker's name). Each
+    call then reads the state from Redis, synchronously, also for ``async``
+    callers; the half-open trial bound is counted per process.
     """
 
     failure_threshold: int = 5
@@ -263,7 +266,8 @@ class CircuitBreaker:
             if previous is not None:
                 attrs[semconv.CIRCUITBREAKER_STATE_PREVIOUS] = previous
             add_event(semconv.EVENT_CIRCUITBREAKER_STATE_CHANGE, attrs)
-            _log.info("circuit breaker %r: %s -> %s", self.name, previous, new)
+            _log.log(logging.WARNING if new == State.OPEN else logging.INFO,
+                     "circuit breaker %r: %s -> %s", self.name, previous, new)
             for listener in list(_state_listeners):
                 safely("a circuit breaker state listener", listener, self.name,
                        previous or new, new)
@@ -430,7 +434,12 @@ def with_circuit_breaker(name: str | CircuitBreaker, config: CircuitBreakerConfi
     instead when the breaker rejects the call or the call fails; exceptions in
     ``exclude`` are business errors: they propagate but count as successes.
     """
-    breaker = name if isinstance(name, CircuitBreaker) else circuit_breaker(name, config)
+    if isinstance(name, CircuitBreaker):
+        breaker = name
+        with _registry_lock:  # so that it shows in status reports and the state gauge
+            _registry.setdefault(breaker.name, breaker)
+    else:
+        breaker = circuit_breaker(name, config)
     check = Checker("with_circuit_breaker")
     excluded = () if exclude == () else check.exceptions("exclude", exclude)
     check.done()
