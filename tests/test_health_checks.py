@@ -11,6 +11,7 @@ import pytest
 
 from otelprod import semconv
 from otelprod.monitoring import HealthChecker, HealthCheckResult, HealthStatus
+from tests.conftest import run_python
 
 H, D, U, K = (HealthStatus.HEALTHY, HealthStatus.DEGRADED, HealthStatus.UNHEALTHY,
               HealthStatus.UNKNOWN)
@@ -312,3 +313,35 @@ def test_the_pool_is_bounded_runs_everything_and_never_holds_exit_up(
     assert all(f.result(timeout=30) for f in blocked)
     with pytest.raises(ValueError, match="max_workers"):
         DaemonPool(0, "x")
+
+
+FORK = """
+import os, sys, threading, time
+from otelprod.monitoring import HealthChecker
+
+release = threading.Event()
+ran_in = []
+checker = HealthChecker()
+checker.register_check("periodic", lambda: ran_in.append(os.getpid()) or True, interval=0.05)
+checker.register_check("hung", lambda: release.wait(60) if os.getpid() == parent else True,
+                       timeout=0.3)
+parent = os.getpid()
+checker.start()
+assert checker.run_check("hung").status.value == "unhealthy"  # in flight at the fork
+pid = os.fork()
+if pid == 0:
+    ok = checker.run_check("hung").status.value == "healthy"  # not joined to a dead run
+    deadline = time.monotonic() + 30
+    while os.getpid() not in ran_in and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os._exit(0 if ok and os.getpid() in ran_in else 1)
+_, status = os.waitpid(pid, 0)
+release.set()
+print("child exit", os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_forked_worker_keeps_its_periodic_checks_and_no_dead_runs() -> None:
+    result = run_python(FORK)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "child exit 0"

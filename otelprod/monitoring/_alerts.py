@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import logging
+import os
 import threading
 import uuid
 import weakref
@@ -268,6 +269,15 @@ _managers: weakref.WeakSet[AlertManager] = weakref.WeakSet()
 def _observe_all(options: CallbackOptions) -> Iterator[Observation]:
     for manager in list(_managers):
         yield from manager._observe(options)
+
+
+def _after_fork() -> None:  # a lock held by a parent's thread at fork time stays held
+    for manager in list(_managers):
+        manager._lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 _raised = _telemetry.meter.create_counter(

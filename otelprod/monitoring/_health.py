@@ -13,6 +13,7 @@ import asyncio
 import inspect
 import logging
 import math
+import os
 import threading
 import time
 import weakref
@@ -366,6 +367,17 @@ class HealthChecker:
         if scheduler is not None and scheduler is not threading.current_thread():
             scheduler.join(timeout)
 
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's threads are gone, and so are its runs in flight."""
+        was_running = self._scheduler is not None and not self._stop.is_set()
+        self._lock = threading.RLock()
+        for check in self._checks.values():
+            check.lock = threading.Lock()
+            check.inflight = None
+        self._scheduler = None
+        if was_running:  # a pre-fork server's worker keeps its periodic checks
+            self.start()
+
     def _schedule(self, stop: threading.Event) -> None:
         while not stop.is_set():
             now = self._clock()
@@ -389,6 +401,15 @@ _checkers: weakref.WeakSet[HealthChecker] = weakref.WeakSet()
 def _observe_all(options: CallbackOptions) -> Iterator[Observation]:
     for checker in list(_checkers):
         yield from checker._observe(options)
+
+
+def _after_fork() -> None:
+    for checker in list(_checkers):
+        checker._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 _duration = _telemetry.duration_histogram(semconv.METRIC_HEALTH_CHECK_DURATION,

@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import weakref
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -102,8 +103,8 @@ class WebhookNotifier:
         self._busy = False
         self._closed = False
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
         self.sent = self.failed = self.dropped = 0
+        _notifiers.add(self)
         self._send = self._build_sender(max_attempts, base_delay, max_delay, failure_threshold,
                                         reset_timeout)
 
@@ -153,11 +154,14 @@ class WebhookNotifier:
             self._queue.append(payload)
             self._cond.notify_all()
 
+    def _after_fork(self) -> None:
+        # the parent's worker is gone (and may have held the condition's lock)
+        self._cond = threading.Condition()
+        self._queue = collections.deque()  # the parent sends those
+        self._thread = None
+        self._busy = False
+
     def _ensure_worker(self) -> None:
-        if self._pid != os.getpid():  # forked: the parent's thread is not ours
-            self._pid = os.getpid()
-            self._thread = None
-            self._busy = False
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._work, daemon=True,
                                             name=f"otelprod-{self.name}")
@@ -217,6 +221,18 @@ class WebhookNotifier:
 
     def __repr__(self) -> str:
         return f"<WebhookNotifier {self.url}>"
+
+
+_notifiers: weakref.WeakSet[WebhookNotifier] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for notifier in list(_notifiers):
+        notifier._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def _scrub(value: Any) -> Any:
