@@ -108,7 +108,7 @@ def sanitize_text(
         raise ValueError(
             f"normalization must be one of NFC, NFKC, NFD, NFKD or None, got {normalization!r}"
         )
-    value = _text(text)
+    value = text if isinstance(text, str) else _text(text)  # lone surrogates go below
     if allow_newlines:
         value = value.replace("\r\n", "\n").replace("\r", "\n")
         value = _UNSAFE_TEXT.sub("", value)

@@ -50,16 +50,21 @@ _STRONG_FUNCS = (
 )
 _PLAIN_WORD_FUNCS = r"if|iif|mid|length|len|user|version|database|schema|count|char|chr|left|right"
 
-# (rule id, pattern, message)
-_RULES: list[tuple[str, re.Pattern[str], str]] = [
-    ("sqli.union_select",
+# A cheap test that must pass before a rule's pattern runs: any of these substrings, or a
+# match of a pattern that cannot backtrack. Most input never reaches the real patterns.
+_Gate = tuple[str, ...] | re.Pattern[str]
+_BOOL_GATE = re.compile(rf"{_WORD_BOOL}|\|\||&&")
+
+# (rule id, gate, pattern, message)
+_RULES: list[tuple[str, _Gate, re.Pattern[str], str]] = [
+    ("sqli.union_select", ("union",),
      re.compile(
          # digits may touch it (``1e0UNION``): MySQL's tokenizer splits them off
          r"(?:(?<![a-z_$])|(?<=\d[dfe]))union(?:[\s+]+(?:all|distinct|distinctrow))?[\s+(*/]+"
          r"select(?:(?![a-z0-9_$])|[a-z_]{2,20}\s*\()"
      ),
      "UNION SELECT joins an attacker's query"),
-    ("sqli.time_delay",
+    ("sqli.time_delay", ("sleep", "benchmark", "waitfor", "randomblob", "dbms_"),
      re.compile(
          r"(?<![a-z0-9.])(?:pg_)?sleep\s*\(\s*(?:[\d.]+\s*[),*/+-]|\(|@|select\b|if\s*\(|[a-z_]+\s*\()"
          r"|(?<![a-z0-9_])benchmark\s*\(\s*\d+\s*,"
@@ -69,7 +74,7 @@ _RULES: list[tuple[str, re.Pattern[str], str]] = [
          r"|dbms_(?:lock\.sleep|pipe\.receive_message)\s*\("
      ),
      "time-delay function (blind injection)"),
-    ("sqli.tautology",
+    ("sqli.tautology", _BOOL_GATE,
      re.compile(
          rf"{_BOOL}{_GAP}{_LIT}{_CLOSE}{_CMP}{_GAP}{_RHS}"
          rf"|{_WORD_BOOL}{_GAP}{_IDENT}{_CLOSE}{_CMP}{_GAP}(?:{_LIT}|{_STR_OPEN}|{_FUNC})"
@@ -78,28 +83,28 @@ _RULES: list[tuple[str, re.Pattern[str], str]] = [
          rf"|{_WORD_BOOL}{_GAP}{_IDENT}{_CLOSE}{_CMP}{_GAP}{_IDENT}{_CLOSE}{_TERM}"
      ),
      "boolean operator followed by a comparison of literals"),
-    ("sqli.boolean_expression",
+    ("sqli.boolean_expression", _BOOL_GATE,
      re.compile(
          rf"{_BOOL}{_GAP}{_STR}{_CLOSE}{_ARITH}{_GAP}{_RHS}"
          rf"|{_BOOL}{_GAP}{_STR}\s*{_STR_OPEN}"
      ),
      "boolean operator joining string arithmetic onto a broken-out literal"),
-    ("sqli.concat_breakout",
+    ("sqli.concat_breakout", ("'", '"'),
      re.compile(
          r"\w'\s*(?:\+|\|\|)\s*'[^']{0,100}$|\w\"\s*(?:\+|\|\|)\s*\"[^\"]{0,100}$"
          rf"|\w['\"]\s*{_CMP}\s*{_LIT}\s*{_CMP}\s*(?:{_LIT}|{_STR_OPEN})"
      ),
      "quote closed, then string concatenation or a chain of comparisons reopens it"),
-    ("sqli.boolean_comment",
+    ("sqli.boolean_comment", _BOOL_GATE,
      re.compile(rf"{_BOOL}{_GAP}{_LIT}{_CLOSE}{_TERM}"),
      "boolean operator and literal, then a comment cutting off the query"),
-    ("sqli.blind_function",
+    ("sqli.blind_function", _BOOL_GATE,
      re.compile(
          rf"{_BOOL}{_GAP}(?:(?:{_STRONG_FUNCS})\s*\(|(?:{_PLAIN_WORD_FUNCS})\()"
          rf"|{_WORD_BOOL}{_GAP}select\s+[\w@*'\"(),.\s+/%-]{{1,200}}?\s+from\s+\w"
      ),
      "boolean operator followed by a probing function (blind injection)"),
-    ("sqli.subquery",
+    ("sqli.subquery", ("select", "case"),
      re.compile(
          rf"{_BOOL}{_GAP}\(\s*select{_W}"
          r"|\(\s*select\s+[\w@*'\"(),.\s+/%-]{1,200}?\s+from\s+[\w.$\[\]\"\x60(]"
@@ -108,16 +113,16 @@ _RULES: list[tuple[str, re.Pattern[str], str]] = [
          r"|\(\s*case\s+when\b[^;]{0,200}?\bthen\b"
      ),
      "parenthesised SELECT in an expression"),
-    ("sqli.conditional",
+    ("sqli.conditional", ("if",),
      re.compile(
          rf"(?<![a-z0-9_])i?if\s*\(\s*{_LIT}\s*{_CMP}\s*{_LIT}\s*[),]\s*"
          r"(?:select|waitfor|drop|begin|exec|\d|'|\")"
      ),
      "IF(condition) driving a query or a delay"),
-    ("sqli.comment_breakout",
+    ("sqli.comment_breakout", ("--", "#", "/*"),
      re.compile(r"(?:^|[\w)])['\"\x60]\s*\)*\s*(?:--(?![a-z0-9])|#\s*$|/\*)"),
      "quote closed, then a comment cuts off the rest of the query"),
-    ("sqli.stacked_query",
+    ("sqli.stacked_query", (";",),
      re.compile(
          r";\s*(?:begin\s+)?(?:drop\s+(?:table|database|schema|user|view|procedure|function)"
          r"|execute\s+immediate|select\s+\*"
@@ -131,6 +136,7 @@ _RULES: list[tuple[str, re.Pattern[str], str]] = [
      ),
      "second statement stacked after a semicolon"),
     ("sqli.statement",
+     ("declare", "exec", "create", "insert", "delete", "update", "drop", "copy", "select"),
      re.compile(
          r"(?<![a-z0-9_])declare\s+@\w+\s+(?:n?(?:var)?char|int|bigint|table|sysname|cursor)"
          r"|(?<![a-z0-9_])exec(?:ute)?\s*\(\s*@"
@@ -143,7 +149,7 @@ _RULES: list[tuple[str, re.Pattern[str], str]] = [
          r"|select\s+(?:current_user|session_user|system_user)\s*(?:;|$|from\b))"
      ),
      "a whole SQL statement where a value was expected"),
-    ("sqli.clause_breakout",
+    ("sqli.clause_breakout", ("order", "group", "having", "limit", "procedure"),
      re.compile(
          r"['\"\x60)]\s*(?:order|group)\s+by\s+[\w(@'\"]"
          r"|['\"\x60)]\s*(?:having|limit)\s+\d"
@@ -152,7 +158,13 @@ _RULES: list[tuple[str, re.Pattern[str], str]] = [
          r"|(?<![a-z])order\s+by\s+\d+(?:\s*,\s*\d+){0,50}\s*(?:--|#|/\*|$)"
      ),
      "ORDER BY / GROUP BY / HAVING appended after a broken-out value"),
-    ("sqli.dangerous_function",
+    ("sqli.dangerous_function", (
+         "@@", "information_schema", "sqlite_master", "sysobjects", "syscolumns", "mysql.", "pg_",
+         "all_", "user_tab", "dba_", "sysibm", "syscat", "xp_", "sp_", "load_file", "extractvalue",
+         "updatexml", "name_const", "lo_import", "outfile", "dumpfile", "utl_", "dbms_", "char",
+         "chr", "concat", "convert", "version", "database", "current_", "_user", "connection_id",
+         "last_insert_id",
+     ),
      re.compile(
          r"@@(?:version|datadir|hostname|basedir|servername|language|spid|identity|tmpdir)"
          r"|(?<![a-z0-9_])(?:information_schema|sqlite_master|sysobjects|syscolumns"
@@ -177,13 +189,21 @@ _RULES: list[tuple[str, re.Pattern[str], str]] = [
 def scan_sqli(prepared: Prepared) -> list[Finding]:
     findings: list[Finding] = []
     variants = prepared.sql_variants
-    for rule, pattern, message in _RULES:
+    for rule, gate, pattern, message in _RULES:
         for text in variants:
+            if not _passes(gate, text):
+                continue
             match = pattern.search(text)
             if match:
                 findings.append(Finding("sqli", rule, message, _excerpt(text, match)))
                 break
     return findings
+
+
+def _passes(gate: _Gate, text: str) -> bool:
+    if isinstance(gate, tuple):
+        return any(word in text for word in gate)
+    return gate.search(text) is not None
 
 
 def _excerpt(text: str, match: re.Match[str]) -> str:

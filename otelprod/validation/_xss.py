@@ -40,63 +40,68 @@ _DANGEROUS_TAGS = (
     r"|import|bgsound|layer|ilayer|isindex|portal"
 )
 
-# (rule id, view of the input, pattern, message)
-_RULES: list[tuple[str, str, re.Pattern[str], str]] = [
-    ("xss.script_tag", "compact",
+# A cheap test that must pass before a rule's pattern runs: any of these substrings of the
+# lower-cased input, or a match of a pattern that cannot backtrack.
+_Gate = tuple[str, ...] | re.Pattern[str]
+_SINK_GATE = re.compile(_SINK)
+
+# (rule id, gate, view of the input, pattern, message)
+_RULES: list[tuple[str, _Gate, str, re.Pattern[str], str]] = [
+    ("xss.script_tag", ("script",), "compact",
      re.compile(r"<\s*/?\s*script(?![\w-])"),
      "script element"),
-    ("xss.dangerous_tag", "compact",
+    ("xss.dangerous_tag", ("<",), "compact",
      re.compile(rf"<\s*(?:{_DANGEROUS_TAGS})(?![\w-])"),
      "element that loads or runs active content (iframe, object, svg, style, meta, …)"),
-    ("xss.event_handler", "lower",
+    ("xss.event_handler", ("<",), "lower",
      # inside a tag: any on* attribute; quoted values may hold '<' and '>'
      re.compile(
          r"<[a-z!/?%](?:[^<>\"']|\"[^\"]*\"|'[^']*')*?"
          r"(?<=[\s/\"'\x60+;,])on[a-z]{2,40}\s*="
      ),
      "event-handler attribute inside a tag"),
-    ("xss.attribute_breakout", "lower",
+    ("xss.attribute_breakout", ("on",), "lower",
      # no tag needed: a value that closes its quote and adds a handler that calls code
      re.compile(
          r"(?:^|[\s\"'\x60/;])on[a-z]{2,40}\s*=\s*[\"'\x60]?\s*"
          r"[\w$.\[\]'\"]{0,60}?(?:[(\x60]|\s*=)"
      ),
      "event handler injected into an attribute"),
-    ("xss.script_url", "compact",
+    ("xss.script_url", ("script", "mocha"), "compact",
      re.compile(
          rf"(?<![a-z]){_URL_SCHEMES}\s*:(?!\s)"
          rf"|[=(\"'\x60,]\s*{_URL_SCHEMES}\s*:"
      ),
      "javascript:/vbscript: URL"),
-    ("xss.data_url", "compact",
+    ("xss.data_url", ("data:",), "compact",
      re.compile(
          rf"(?<![a-z]){_ACTIVE_DATA}"
          r"|(?:src|href|data|action|formaction|srcdoc|from|to|values|content|url)"
          r"\s*[=(]\s*[\"'\x60]?\s*(?:\d+\s*;\s*url\s*=\s*)?data:"
      ),
      "data: URL carrying HTML, script or SVG"),
-    ("xss.css_expression", "compact",
+    ("xss.css_expression", ("expression", "binding", "behavior"), "compact",
      re.compile(r"[:=]\s*[\"']?\s*expression\s*\(|(?:-moz-binding|behavior)\s*:\s*url\s*\("),
      "CSS that runs script (expression(), -moz-binding, behavior)"),
-    ("xss.css_obfuscation", "lower",
-     re.compile(r"\bstyle\s*=\s*[\"'\x60]?[^\"'\x60<>]{0,200}?(?:\\|/\*)"),
+    ("xss.css_obfuscation", ("style",), "lower",
+     re.compile(r"\bstyle\s*=\s*[\"'\x60]?[^\"'\x60<>=]{0,200}?(?:\\|/\*)"),
      "style attribute hidden behind CSS escapes or comments"),
-    ("xss.js_entity", "lower",
+    ("xss.js_entity", ("&{",), "lower",
      re.compile(r"&\{"),
      "Netscape JavaScript entity &{…}"),
-    ("xss.js_breakout", "lower",
+    ("xss.js_breakout", _SINK_GATE, "lower",
      re.compile(
          r"[\"'\x60]\s*(?:[-+*/%^|&,;:?)}\]]|\)\s*;|\}\s*;?)\s*"
          r"(?:[\w$.]{1,40}\s*[=;,]\s*)?" + _SINK
      ),
      "break out of a JavaScript string into a script call"),
-    ("xss.markup_breakout", "lower",
+    ("xss.markup_breakout", _SINK_GATE, "lower",
      re.compile(r"(?:-->|\*/|[\"'\x60]\s*>|</[a-z]{1,20}\s*>)\s*" + _SINK),
      "script call right after closing markup"),
-    ("xss.tag_script_call", "lower",
+    ("xss.tag_script_call", _SINK_GATE, "lower",
      re.compile(r"<[a-z][^<>]{0,400}?" + _SINK),
      "tag whose attributes call script"),
-    ("xss.template_injection", "lower",
+    ("xss.template_injection", ("{{", "${"), "lower",
      re.compile(
          r"\{\{[^{}]{0,200}?(?:constructor|\$eval|\$on\b|__proto__|" + _SINK + ")"
          r"|\$\{[^{}]{0,100}?" + _SINK
@@ -108,7 +113,10 @@ _RULES: list[tuple[str, str, re.Pattern[str], str]] = [
 def scan_xss(prepared: Prepared) -> list[Finding]:
     findings: list[Finding] = []
     views = {"lower": prepared.lower}
-    for rule, view, pattern, message in _RULES:
+    low = prepared.lower
+    for rule, gate, view, pattern, message in _RULES:
+        if not _passes(gate, low):
+            continue
         text = views.get(view)
         if text is None:
             text = views[view] = getattr(prepared, view)
@@ -116,6 +124,12 @@ def scan_xss(prepared: Prepared) -> list[Finding]:
         if match:
             findings.append(Finding("xss", rule, message, _excerpt(text, match)))
     return findings
+
+
+def _passes(gate: _Gate, text: str) -> bool:
+    if isinstance(gate, tuple):
+        return any(word in text for word in gate)
+    return gate.search(text) is not None
 
 
 def _excerpt(text: str, match: re.Match[str]) -> str:
