@@ -18,6 +18,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
+from opentelemetry.trace import get_current_span
+
 from otelprod import semconv
 from otelprod._telemetry import add_event
 from otelprod.rate_limiter import _instruments as _inst
@@ -132,7 +134,10 @@ class RateLimiter:
             if delay == 0.0:
                 self._counts.allowed += 1
                 return _new_status(RateLimitStatus, (True, 0.0, remaining, self._limit, 0.0))
-            self._count(delay)
+            if delay < 0.0:
+                self._counts.rejected += 1
+            else:
+                self._count(delay)
         if delay > 0.0:
             self._sleep(delay)
             return self._waited(delay, remaining)
@@ -156,7 +161,10 @@ class RateLimiter:
             if delay == 0.0:
                 self._counts.allowed += 1
                 return _new_status(RateLimitStatus, (True, 0.0, remaining, self._limit, 0.0))
-            self._count(delay)
+            if delay < 0.0:
+                self._counts.rejected += 1
+            else:
+                self._count(delay)
         if delay > 0.0:
             await self._async_sleep(delay)
             return self._waited(delay, remaining)
@@ -256,9 +264,12 @@ class RateLimiter:
         return _new_status(RateLimitStatus, (True, 0.0, remaining, self._limit, delay))
 
     def _rejected(self, retry_after: float, remaining: int) -> RateLimitStatus:
-        add_event(semconv.EVENT_RATELIMITER_REJECTED,
-                  {semconv.RATELIMITER_NAME: self.name,
-                   semconv.RATELIMITER_RETRY_AFTER: retry_after})
+        # refusals are the hot path of an overloaded service: no attribute dict
+        # is built unless a span records it
+        if get_current_span().is_recording():
+            add_event(semconv.EVENT_RATELIMITER_REJECTED,
+                      {semconv.RATELIMITER_NAME: self.name,
+                       semconv.RATELIMITER_RETRY_AFTER: retry_after})
         return _new_status(RateLimitStatus, (False, retry_after, remaining, self._limit, 0.0))
 
 

@@ -38,7 +38,8 @@ from otelprod.rate_limiter._limiter import RateLimiter, log
 
 # Times are microseconds (doubles hold them exactly up to 2**53 µs, ~285 years).
 # ARGV: step µs (token interval or window), burst, tokens, cap µs, now µs or "".
-# Returns {granted 0/1, delay µs as a string (Redis truncates Lua numbers), remaining}.
+# Returns {granted 0/1, delay in whole ns (Redis truncates Lua numbers to integers),
+# remaining}.
 _PRELUDE = """
 local step = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
@@ -65,9 +66,9 @@ if delay <= cap then
              math.ceil((new - now) / 1000) + keep)
   local remaining = 0
   if delay == 0 then remaining = math.floor((span - new + now) / step + eps) end
-  return {1, string.format('%.17g', delay), remaining}
+  return {1, math.floor(delay * 1000 + 0.5), remaining}
 end
-return {0, string.format('%.17g', delay), math.floor((span - tat + now) / step + eps)}
+return {0, math.floor(delay * 1000 + 0.5), math.floor((span - tat + now) / step + eps)}
 """
 
 SLIDING_WINDOW_LUA = _PRELUDE + """
@@ -94,14 +95,15 @@ if delay <= cap then
   redis.call('PEXPIRE', KEYS[1], math.ceil((slot - now + step) / 1000) + keep)
   local remaining = 0
   if delay == 0 then remaining = burst - count - n end
-  return {1, string.format('%.17g', delay), remaining}
+  return {1, math.floor(delay * 1000 + 0.5), remaining}
 end
 local remaining = burst - count
 if remaining < 0 then remaining = 0 end
-return {0, string.format('%.17g', delay), remaining}
+return {0, math.floor(delay * 1000 + 0.5), remaining}
 """
 
 _SUPPORTED = (RateLimitStrategy.TOKEN_BUCKET, RateLimitStrategy.SLIDING_WINDOW)
+_SMALL = (b"0", b"1", b"2", b"3")
 
 
 def _client(target: str | redis.Redis, timeout: float) -> redis.Redis:
@@ -164,10 +166,12 @@ class RedisRateLimiter(RateLimiter):
         super().__init__(config, name=name, clock=clock, sleep=sleep, async_sleep=async_sleep)
         self.redis_key = redis_key or f"otelprod:ratelimit:{name}"
         token = config.strategy is RateLimitStrategy.TOKEN_BUCKET
+        self._sliding = not token
         self._script = self._redis.register_script(TOKEN_BUCKET_LUA if token
                                                    else SLIDING_WINDOW_LUA)
         step = 1.0 / config.requests_per_second if token else config.window
-        self._args_head = (repr(step * 1e6), str(config.burst_size))
+        # pre-encoded: redis-py encodes bytes for free, numbers at a cost
+        self._args_head = (repr(step * 1e6).encode(), str(config.burst_size).encode())
         self._healthy = True
         self._last_error = ""
         self._health_lock = threading.Lock()
@@ -239,17 +243,18 @@ class RedisRateLimiter(RateLimiter):
         return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in self.redis_key)
 
     def _decide(self, tokens: int, cap: float, key: Hashable | None) -> tuple[float, int]:
-        now = "" if self._user_clock is None else repr(self._user_clock() * 1e6)
-        args: list[str | int] = [*self._args_head, tokens, repr(cap * 1e6), now]
-        if self.config.strategy is RateLimitStrategy.SLIDING_WINDOW:
-            args.append(os.urandom(8).hex())  # unique members, also across forks
+        now = b"" if self._user_clock is None else repr(self._user_clock() * 1e6).encode()
+        args = [*self._args_head, _SMALL[tokens] if tokens < 4 else str(tokens).encode(),
+                b"0" if cap == 0.0 else repr(cap * 1e6).encode(), now]
+        if self._sliding:
+            args.append(os.urandom(8).hex().encode())  # unique members, also across forks
         try:
-            granted, delay_us, remaining = self._script(keys=[self._key(key)], args=args)
+            granted, delay_ns, remaining = self._script(keys=[self._key(key)], args=args)
         except redis.RedisError as exc:
             return self._on_failure(exc)
         if not self._healthy:
             self._on_recovery()
-        delay = float(delay_us) / 1e6
+        delay = int(delay_ns) / 1e9
         remaining = max(0, int(remaining))
         if key is None:
             self._last_remaining = float(remaining)
