@@ -336,7 +336,6 @@ class SignalLink:
             self._thread.join(max(0.0, min(1.0, deadline - time.monotonic())))
         flushed = True
         if self.spool is not None:
-            self.down = False
             flushed = self.flush(max(0.0, deadline - time.monotonic()))
             self.spool.release_own_claims()
         try:
