@@ -350,3 +350,26 @@ def test_available_gauge_reflects_tokens_refilling(telemetry: Telemetry) -> None
     (avail,) = points(telemetry.metrics(), semconv.METRIC_RATELIMITER_AVAILABLE,
                       {semconv.RATELIMITER_NAME: lim.name})
     assert avail.value == pytest.approx(2.5)
+
+
+# --- the demo scene -----------------------------------------------------------------------------
+def test_demo_scene_shows_rejections_waits_and_shedding(telemetry: Telemetry) -> None:
+    from otelprod.demo import SCENES, run_demo
+
+    assert "otelprod.demo.rate_limiting" in SCENES
+    steps: list[str] = []
+
+    class Out:
+        def step(self, message: str) -> None:
+            steps.append(message)
+
+    run_demo(Out(), ["otelprod.demo.rate_limiting"])
+    assert len(steps) == 5
+    assert telemetry.events(semconv.EVENT_RATELIMITER_REJECTED)
+    assert telemetry.events(semconv.EVENT_RATELIMITER_WAIT)
+    assert telemetry.events(semconv.EVENT_BACKPRESSURE_REJECTED)
+    m = telemetry.metrics()
+    assert points(m, semconv.METRIC_RATELIMITER_WAIT_DURATION,
+                  {semconv.RATELIMITER_NAME: "demo.partner_api"})
+    assert points(m, semconv.METRIC_BACKPRESSURE_REJECTIONS,
+                  {semconv.BACKPRESSURE_NAME: "demo.jobs"})

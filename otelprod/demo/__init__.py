@@ -18,6 +18,7 @@ SCENES: list[str] = [
     "otelprod.demo.resilience",
     "otelprod.demo.monitoring",
     "otelprod.demo.logging_config",
+    "otelprod.demo.rate_limiting",
 ]
 
 
