@@ -336,7 +336,7 @@ REQUIRED = {
         "backpressure_queue_size", "backpressure_rejections_total", "deadletter_queue_size",
         "fallback_invocations_total"},
     "otelprod-health-system": {
-        "health_check_status_ratio", "alerts_active", "system_cpu_utilization_ratio",
+        "health_check_status", "alerts_active", "system_cpu_utilization_ratio",
         "system_memory_utilization_ratio", "system_disk_io_bytes_total",
         "system_network_io_bytes_total", "process_cpu_utilization_ratio",
         "process_memory_usage_bytes", "otelprod_export_spool_size_bytes",

@@ -415,7 +415,7 @@ if hasattr(os, "register_at_fork"):
 _duration = _telemetry.duration_histogram(semconv.METRIC_HEALTH_CHECK_DURATION,
                                           "Time one health check took.")
 _telemetry.meter.create_observable_gauge(
-    semconv.METRIC_HEALTH_CHECK_STATUS, callbacks=[_observe_all], unit="1",
+    semconv.METRIC_HEALTH_CHECK_STATUS, callbacks=[_observe_all], unit="{status}",
     description="1 for the current status of each health check, 0 for the others.")
 
 
