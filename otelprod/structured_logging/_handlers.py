@@ -4,10 +4,10 @@ The caller formats the line (so the current span and context are its own)
 and appends it to a bounded buffer; one writer thread does the slow I/O to
 stdout and the rotating file, in batches. A full buffer drops the line and
 counts it rather than blocking the application. :func:`flush_logging` waits until
-every line queued so far is written; at exit (and from ``otelprod.shutdown()``)
-:func:`shutdown_logging` drains the queue within a deadline, and lines
+every line buffered so far is written; at exit (and from ``otelprod.shutdown()``)
+:func:`shutdown_logging` drains the buffer within a deadline, and lines
 logged after that are written synchronously, so none is lost. A forked
-child gets a fresh queue and writer thread.
+child gets a fresh buffer and writer thread; no write is in progress at the fork.
 """
 
 from __future__ import annotations
@@ -192,6 +192,7 @@ class JsonQueueHandler(logging.Handler):
         self.queue_size = queue_size
         self.interval = interval
         self.dropped = 0
+        self._held: list[_Target] = []
         self._writer: _Writer | None = _Writer(targets, interval)
 
     def handle(self, record: logging.LogRecord) -> Any:
@@ -244,7 +245,19 @@ class JsonQueueHandler(logging.Handler):
             target.close()
         super().close()
 
+    def _before_fork(self) -> None:
+        # Hold the output locks across fork(), so no write is half done in the child.
+        self._held = [t for t in self.targets if t.lock.acquire(timeout=1.0)]
+
+    def _after_fork_in_parent(self) -> None:
+        for target in self._held:
+            target.lock.release()
+        self._held = []
+
     def _after_fork(self) -> None:
+        for target in self.targets:
+            target.lock = threading.Lock()
+        self._held = []
         # The parent's writer thread does not exist here: a fresh buffer and thread.
         if self._writer is not None:
             self._writer = _Writer(self.targets, self.interval)
@@ -305,7 +318,8 @@ def setup_json_logging(
         if not _hooks_installed:
             atexit.register(_at_exit)
             if hasattr(os, "register_at_fork"):
-                os.register_at_fork(after_in_child=_after_fork_in_child)
+                os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                                    after_in_child=_after_fork_in_child)
             _hooks_installed = True
     if previous is not None and previous_logger is not None:
         previous_logger.removeHandler(previous)
@@ -340,6 +354,24 @@ def _at_exit() -> None:
         shutdown_logging(5.0)
     except Exception:
         pass
+
+
+def _before_fork() -> None:
+    handler = _handler
+    if handler is not None:
+        try:
+            handler._before_fork()
+        except Exception:
+            pass
+
+
+def _after_fork_in_parent() -> None:
+    handler = _handler
+    if handler is not None:
+        try:
+            handler._after_fork_in_parent()
+        except Exception:
+            pass
 
 
 def _after_fork_in_child() -> None:
