@@ -19,6 +19,7 @@ SCENES: list[str] = [
     "otelprod.demo.monitoring",
     "otelprod.demo.logging_config",
     "otelprod.demo.rate_limiting",
+    "otelprod.demo.validation",
 ]
 
 

@@ -27,10 +27,11 @@ _JS_ESCAPE = re.compile(
 )
 _CSS_HEX_ESCAPE = re.compile(r"\\([0-9a-fA-F]{1,6})[ \t]?")
 _ESCAPED_PUNCT = re.compile(r"\\([^\w\s])")
-_UTF7_CHUNK = re.compile(r"\+([A-Za-z0-9/]{2,8})-?")
+_UTF7_CHUNK = re.compile(r"\+(A[A-Za-z0-9/]{1,7})-?")  # markup characters all encode as +A…
 _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _URL_INVISIBLE = re.compile(r"[\x00-\x1f\x7f\\]")
 _EXEC_COMMENT = re.compile(r"/\*!?\d{0,6}")
+_SPLIT_WORD = re.compile(r"\w/\*[^*]{0,64}\*/\w")
 _CDATA = re.compile(r"<!\[cdata\[|\]\]>")
 
 
@@ -95,7 +96,7 @@ def _decode_once(text: str) -> str:
         text = _JS_ESCAPE.sub(_js_unescape, text)
         text = _CSS_HEX_ESCAPE.sub(_css_unescape, text)
         text = _ESCAPED_PUNCT.sub(r"\1", text)
-    if "+" in text and "-" in text:
+    if "+A" in text:
         text = _UTF7_CHUNK.sub(_utf7_char, text)
     return text
 
@@ -197,13 +198,10 @@ class Prepared:
             bases.append(low.replace("+", " "))
         views: list[str] = []
         for base in bases:
-            for replacement in (" ", ""):
-                view = strip_block_comments(base, replacement)
-                if view not in views:
-                    views.append(view)
-                if view is base:  # no comments: the second replacement changes nothing
-                    break
-        return tuple(views)
+            views.append(strip_block_comments(base, " "))
+            if _SPLIT_WORD.search(base):  # only a comment inside a word needs the glued view
+                views.append(strip_block_comments(base, ""))
+        return tuple(dict.fromkeys(views))
 
 
 def prepare(value: Any) -> Prepared:

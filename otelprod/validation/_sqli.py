@@ -189,9 +189,13 @@ _RULES: list[tuple[str, _Gate, re.Pattern[str], str]] = [
 def scan_sqli(prepared: Prepared) -> list[Finding]:
     findings: list[Finding] = []
     variants = prepared.sql_variants
+    gates: dict[tuple[int, int], bool] = {}  # each gate is evaluated once per view
     for rule, gate, pattern, message in _RULES:
-        for text in variants:
-            if not _passes(gate, text):
+        for index, text in enumerate(variants):
+            passed = gates.get((id(gate), index))
+            if passed is None:
+                passed = gates[(id(gate), index)] = _passes(gate, text)
+            if not passed:
                 continue
             match = pattern.search(text)
             if match:

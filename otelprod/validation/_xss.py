@@ -114,8 +114,12 @@ def scan_xss(prepared: Prepared) -> list[Finding]:
     findings: list[Finding] = []
     views = {"lower": prepared.lower}
     low = prepared.lower
+    gates: dict[int, bool] = {}  # each gate is evaluated once per input
     for rule, gate, view, pattern, message in _RULES:
-        if not _passes(gate, low):
+        passed = gates.get(id(gate))
+        if passed is None:
+            passed = gates[id(gate)] = _passes(gate, low)
+        if not passed:
             continue
         text = views.get(view)
         if text is None:
