@@ -174,8 +174,11 @@ def _bridge_logging(logger_provider: Any, settings: Settings) -> logging.Handler
     """Send stdlib ``logging`` records to the OTel logger provider, with trace context."""
     from opentelemetry.instrumentation.logging.handler import LoggingHandler
 
+    from otelprod.structured_logging import ContextFilter
+
     handler = LoggingHandler(logger_provider=logger_provider)
     handler.addFilter(lambda record: not _is_plumbing(record))
+    handler.addFilter(ContextFilter())  # set_context() fields reach plain logging records too
     root = logging.getLogger()
     level = logging.getLevelName(settings.log_level.upper())
     if isinstance(level, int):

@@ -40,7 +40,6 @@ class ProductionSystem:
         self.error_handler = error_handling.error_handler
         self.rate_limits = rate_limit_manager
         self.health_server: HealthServer | None = None
-        self._json_logging = False
         self._started = False
 
     @property
@@ -77,7 +76,6 @@ class ProductionSystem:
             structured_logging.setup_json_logging(
                 self.settings.log_level, self.settings.log_file,
                 console=self.settings.json_logs)
-            self._json_logging = True
 
     def _start_monitoring(self) -> None:
         self.monitoring.start(system_metrics=self.settings.system_metrics)
@@ -94,11 +92,10 @@ class ProductionSystem:
         if not self._started:
             return
         self._started = False
-        steps: list[Callable[[], Any]] = [self.monitoring.stop]
+        steps: list[Callable[[], Any]] = [self.monitoring.stop,
+                                           structured_logging.flush_logging]
         if self.health_server is not None:
             steps.insert(0, self.health_server.stop)
-        if self._json_logging:
-            steps.append(structured_logging.flush_logging)
         for step in steps:
             try:
                 step()
