@@ -6,6 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import signal
+import threading
+import time
 
 import pytest
 from opentelemetry import trace
@@ -13,6 +17,7 @@ from opentelemetry import trace
 from otelprod import semconv
 from otelprod.errors import ConfigurationError
 from otelprod.rate_limiter import (
+    Backpressure,
     RateLimitConfig,
     RateLimiter,
     RateLimitExceeded,
@@ -258,6 +263,25 @@ def test_decorator_on_async_functions_with_a_key_and_a_name() -> None:
     asyncio.run(main())
 
 
+def test_a_decorated_call_outside_any_span_gets_its_own(telemetry: Telemetry) -> None:
+    lim = make(burst=1)
+
+    @rate_limited(lim)
+    def ping() -> str:
+        return "pong"
+
+    ping()
+    with pytest.raises(RateLimitExceeded):
+        ping()
+    spans = telemetry.spans("test_a_decorated_call_outside_any_span_gets_its_own.<locals>.ping")
+    assert len(spans) == 2
+    assert [e.name for e in spans[1].events] == [semconv.EVENT_RATELIMITER_REJECTED, "exception"]
+    with trace.get_tracer("test").start_as_current_span("outer"), \
+            pytest.raises(RateLimitExceeded):
+        ping()
+    assert len(telemetry.spans()) == 3  # inside a span: no extra span
+
+
 # --- manager, stats, seed-shaped use --------------------------------------------------------------
 def test_get_limiter_of_an_unknown_name_uses_the_default_config_and_warns_once(
     caplog: pytest.LogCaptureFixture,
@@ -373,3 +397,35 @@ def test_demo_scene_shows_rejections_waits_and_shedding(telemetry: Telemetry) ->
                   {semconv.RATELIMITER_NAME: "demo.partner_api"})
     assert points(m, semconv.METRIC_BACKPRESSURE_REJECTIONS,
                   {semconv.BACKPRESSURE_NAME: "demo.jobs"})
+
+
+def test_a_lock_held_at_fork_does_not_deadlock_the_child() -> None:
+    lim = make(burst=5)
+    bp = Backpressure(unique("fork"), 3)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lim._lock, bp._lock:  # another thread is inside acquire() when we fork
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait(10)
+    pid = os.fork()
+    if pid == 0:  # the child: would block forever on the inherited, held locks
+        try:
+            ok = lim.acquire().allowed and bp.should_accept()[0]
+            os._exit(0 if ok else 1)
+        except BaseException:
+            os._exit(2)
+    release.set()
+    thread.join()
+    deadline = time.monotonic() + 20
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if done[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child deadlocked on a limiter lock")
+    assert os.waitstatus_to_exitcode(done[1]) == 0

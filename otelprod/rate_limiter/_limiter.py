@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
@@ -35,6 +37,20 @@ log = logging.getLogger("otelprod.rate_limiter")
 
 #: times within a nanosecond count as equal, so float error never costs a request
 EPS = 1e-9
+
+#: every live limiter and backpressure controller, to renew their locks after fork()
+_live: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _renew_locks_in_child() -> None:
+    """A lock another thread held at fork() would stay held forever in the child
+    (pre-fork servers such as gunicorn): give every live object a fresh one."""
+    for obj in list(_live):
+        obj._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_locks_in_child)
 
 _new_status = tuple.__new__
 
@@ -89,6 +105,7 @@ class RateLimiter:
         self._setup()
         self._state = self._new_state()
         self._counts = _inst.counts_for(name, self)
+        _live.add(self)
 
     def __repr__(self) -> str:
         c = self.config
@@ -273,4 +290,4 @@ class RateLimiter:
         return _new_status(RateLimitStatus, (False, retry_after, remaining, self._limit, 0.0))
 
 
-__all__ = ["EPS", "RateLimiter", "log"]
+__all__ = ["EPS", "RateLimiter", "_live", "log"]

@@ -9,6 +9,9 @@ import threading
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar, cast
 
+from opentelemetry.trace import INVALID_SPAN, get_current_span
+
+from otelprod._telemetry import tracer
 from otelprod.rate_limiter._backpressure import Backpressure
 from otelprod.rate_limiter._config import (
     FailureMode,
@@ -174,6 +177,8 @@ def rate_limited(
     ``limiter`` may be a name, looked up in ``rate_limit_manager`` on each call
     (so registering after decorating works). ``key`` receives the call's
     arguments and returns the per-key bucket (e.g. ``lambda user, **_: user``).
+    A call made outside any span gets a span of its own, named after the
+    function, so its ``ratelimiter.*`` events are never lost.
     """
 
     def resolve() -> RateLimiter:
@@ -181,11 +186,11 @@ def rate_limited(
                 else limiter)
 
     def decorate(fn: F) -> F:
+        span_name = getattr(fn, "__qualname__", None) or repr(fn)
         if inspect.iscoroutinefunction(fn):
             async_fn = cast(Callable[..., Awaitable[Any]], fn)
 
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            async def acore(*args: Any, **kwargs: Any) -> Any:
                 lim = resolve()
                 status = await lim.acquire_async(
                     tokens, wait, None if key is None else key(*args, **kwargs))
@@ -193,15 +198,28 @@ def rate_limited(
                     raise RateLimitExceeded(lim.name, status)
                 return await async_fn(*args, **kwargs)
 
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                if get_current_span() is INVALID_SPAN:  # give the events a span to land on
+                    with tracer.start_as_current_span(span_name):
+                        return await acore(*args, **kwargs)
+                return await acore(*args, **kwargs)
+
             return cast(F, async_wrapper)
 
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def core(*args: Any, **kwargs: Any) -> Any:
             lim = resolve()
             status = lim.acquire(tokens, wait, None if key is None else key(*args, **kwargs))
             if not status.allowed:
                 raise RateLimitExceeded(lim.name, status)
             return fn(*args, **kwargs)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if get_current_span() is INVALID_SPAN:  # give the events a span to land on
+                with tracer.start_as_current_span(span_name):
+                    return core(*args, **kwargs)
+            return core(*args, **kwargs)
 
         return cast(F, wrapper)
 
