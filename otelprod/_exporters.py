@@ -435,7 +435,8 @@ class ForkSafeMetricExporter(_ForkSafe, MetricExporter):
         return self._flush(timeout_millis)
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        self._close(timeout_millis)
+        # the SDK's metric reader passes its remaining time as ``timeout`` (ms)
+        self._close(kwargs.get("timeout", timeout_millis))
 
 
 @dataclass

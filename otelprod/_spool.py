@@ -230,7 +230,11 @@ class SpoolDir:
         name = (f"{time.time_ns():019d}-{os.getpid()}-{seq}-{signal}-{count}"
                 f"-{zlib.crc32(data):08x}{SUFFIX}")
         tmp = self.path / f"{_TMP}{self._owner}-{seq}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileNotFoundError:  # the directory was removed under us: make it again
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             view = memoryview(data)
             while view:

@@ -27,6 +27,7 @@ from typing import Any
 import tenacity
 
 from otelprod._spool import SpoolDir, SpoolFull
+from otelprod._telemetry import truncate
 
 _log = logging.getLogger("otelprod._spool")
 
@@ -174,6 +175,7 @@ class SignalLink:
         self.down = False
         self.closed = False
         self.dropped = 0  # dropped before reaching the spool (the spool counts its own)
+        self._write_failed = False
         self._stop = threading.Event()
         self._urgent = threading.Event()
         self._thread: threading.Thread | None = None
@@ -208,9 +210,12 @@ class SignalLink:
             return False  # counted by the spool
         except OSError as exc:
             self._drop(count)
-            _log.warning("otelprod spool: cannot write to %s (%s): %s batch dropped",
-                         self.spool.path, exc, self.signal)
+            if not self._write_failed:  # once, not once per batch (a full disk stays full)
+                self._write_failed = True
+                _log.warning("otelprod spool: cannot write to %s (%s): %s dropped until it "
+                             "can", self.spool.path, exc, self.signal)
             return False
+        self._write_failed = False
         return True
 
     def _drop(self, count: int) -> None:
@@ -221,7 +226,7 @@ class SignalLink:
         if not self.down:
             self.down = True
             _log.warning("otelprod: the collector does not take %s (%s); spooling to %s "
-                         "until it does", self.signal, reason,
+                         "until it does", self.signal, truncate(reason, 160),
                          self.spool.path if self.spool else "nowhere")
 
     # --- the sender thread ------------------------------------------------------------

@@ -246,6 +246,32 @@ def test_rejected_batches_are_dropped_and_counted(tmp_path: Path) -> None:
         link.close(0.1)
 
 
+def test_unwritable_spool_drops_counts_and_never_raises(tmp_path: Path) -> None:
+    import shutil
+
+    sender = FakeSender()
+    slow = Policy(export_timeout=2.0, retry_initial=30, retry_max=60, poll_interval=30)
+    link, drops = make_link(tmp_path / "spool", sender, policy=slow)
+    try:
+        sender.up = False
+        shutil.rmtree(tmp_path / "spool")
+        (tmp_path / "spool").write_text("a file where the directory was")
+        for _ in range(3):
+            assert link.submit(b"batch", 2) is False
+        assert drops == [("logs", 2)] * 3 and link.status()["dropped"] == 6
+    finally:
+        link.close(0.1)
+
+
+def test_removed_spool_directory_is_made_again(tmp_path: Path) -> None:
+    import shutil
+
+    spool = SpoolDir(tmp_path / "spool")
+    shutil.rmtree(tmp_path / "spool")
+    segment = spool.write("traces", b"still here", 1)
+    assert [s.name for s in spool.pending()] == [segment.name]
+
+
 def test_close_flushes_what_it_can_and_leaves_the_rest_on_disk(tmp_path: Path) -> None:
     sender = FakeSender()
     slow = Policy(export_timeout=2.0, retry_initial=30, retry_max=60, poll_interval=30)
@@ -292,8 +318,12 @@ def test_tiny_spool_drops_oldest_and_counts_app_unaffected(tmp_path: Path,
         assert status["dropped"] > 0 and status["spooling"] is True
         assert status["spool_bytes"] <= 40_000
         dropped = status["dropped"]
-        counted = telemetry.metrics()[semconv.METRIC_EXPORT_DROPPED]
+        seen = telemetry.metrics()
+        counted = seen[semconv.METRIC_EXPORT_DROPPED]
         assert sum(p.value for attrs, p in counted if attrs == {"signal": "traces"}) == dropped
+        sizes = [p.value for attrs, p in seen[semconv.METRIC_EXPORT_SPOOL_SIZE]
+                 if attrs == {"signal": "traces"}]
+        assert sizes and 0 < max(sizes) <= 40_000
         receiver.start()
         provider.shutdown()  # drains the spool to the receiver
         got = sorted(s["attributes"]["seq"] for s in receiver.spans())

@@ -20,6 +20,7 @@ SCENES: list[str] = [
     "otelprod.demo.logging_config",
     "otelprod.demo.rate_limiting",
     "otelprod.demo.validation",
+    "otelprod.demo.spool",
 ]
 
 
