@@ -317,9 +317,8 @@ class _ForkSafe:
         link = self._link()
         if link is not None:
             return link.status()
-        proc = self._inner.current()
         return {"spooling": False, "spool_bytes": 0, "dropped": 0, "segments": 0,
-                "spool_dir": str(self._spool.path) if self._spool and proc is None else None}
+                "spool_dir": str(self._spool.path) if self._spool else None}
 
     def _flush(self, timeout_millis: float) -> bool:
         proc = self._inner.current()

@@ -8,6 +8,19 @@ sums across instances double-count. The child's instance is a new stream, so
 its aggregations must start empty: this hook gives each metric reader fresh
 storage in the child (instruments and observable callbacks are kept; they live
 outside the storage), and new locks where a parent's thread may have held one.
+
+Pre-fork servers: call ``otelprod.init()`` in the app module (with gunicorn's
+``preload_app`` it then runs once, in the arbiter) and flush each worker on
+its way out. A worker that leaves through ``sys.exit`` runs otelprod's atexit
+flush by itself; gunicorn's ``worker_exit`` hook covers every other way out::
+
+    # gunicorn.conf.py
+    def worker_exit(server, worker):
+        import otelprod
+        otelprod.shutdown()
+
+What a worker could not send before it exited stays in the disk spool and is
+sent by the next process of the service.
 """
 
 from __future__ import annotations
