@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 
 class FakeClock:
@@ -31,3 +34,14 @@ def value(metrics: dict[str, list[tuple[dict[str, Any], Any]]], name: str,
 def attrs_of(metrics: dict[str, list[tuple[dict[str, Any], Any]]], name: str
              ) -> list[dict[str, Any]]:
     return [a for a, _ in metrics.get(name, [])]
+
+
+@pytest.fixture(autouse=True)
+def forget_new_breakers() -> Iterator[None]:
+    """Unregister the breakers a test registered: other modules' tests read the registry."""
+    from otelprod.error_handling import get_circuit_breakers, unregister_circuit_breaker
+
+    before = set(get_circuit_breakers())
+    yield
+    for name in set(get_circuit_breakers()) - before:
+        unregister_circuit_breaker(name)

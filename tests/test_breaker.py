@@ -23,7 +23,7 @@ from otelprod.error_handling import (
     with_circuit_breaker,
 )
 from otelprod.errors import ConfigurationError
-from tests.error_handling_helpers import FakeClock, value
+from tests.error_handling_helpers import FakeClock, forget_new_breakers, value  # noqa: F401
 
 S = semconv.CircuitBreakerState
 

@@ -17,7 +17,7 @@ from otelprod.error_handling import (
     with_retry,
 )
 from otelprod.errors import ConfigurationError
-from tests.error_handling_helpers import value
+from tests.error_handling_helpers import forget_new_breakers, value  # noqa: F401
 
 
 def test_value_fallback_on_matching_error(telemetry):

@@ -90,7 +90,7 @@ def test_jitter_stays_within_one_base_delay():
     fn = with_retry(RetryConfig(max_attempts=4, base_delay=0.1, jitter=True),
                     sleep=slept.append)(Flaky(3))
     fn()
-    for got, floor in zip(slept, [0.1, 0.2, 0.4]):
+    for got, floor in zip(slept, [0.1, 0.2, 0.4], strict=True):
         assert floor <= got <= floor + 0.1
 
 
@@ -98,9 +98,9 @@ def test_exhausted_reraises_and_records_on_the_span(telemetry):
     flaky = Flaky(10)
     fn = with_retry(RetryConfig(max_attempts=3, base_delay=0, name="retry.down"),
                     sleep=lambda s: None)(flaky)
-    with tracer.start_as_current_span("caller"):
-        with pytest.raises(ConnectionError, match="failure 3"):
-            fn()
+    with tracer.start_as_current_span("caller"), pytest.raises(ConnectionError,
+                                                               match="failure 3"):
+        fn()
     assert flaky.calls == 3
     (span,) = telemetry.spans("caller")
     assert span.status.status_code is StatusCode.ERROR
@@ -302,9 +302,9 @@ def test_unserialisable_arguments_keep_the_original_error(caplog, tmp_path):
     def send(obj: object) -> None:
         raise ConnectionError("down")
 
-    with caplog.at_level(logging.WARNING, logger="otelprod.error_handling"):
-        with pytest.raises(ConnectionError) as err:
-            send(object())
+    with caplog.at_level(logging.WARNING, logger="otelprod.error_handling"), \
+            pytest.raises(ConnectionError) as err:
+        send(object())
     assert "payload['args'][0] is a object" in caplog.text
     assert any("not dead-lettered" in n for n in getattr(err.value, "__notes__", []))
     assert queue.count() == 0

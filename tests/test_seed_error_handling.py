@@ -25,6 +25,7 @@ from otelprod.error_handling import (
     get_circuit_breakers,
 )
 from tests.conftest import SHARED, python_env, run_python
+from tests.error_handling_helpers import forget_new_breakers  # noqa: F401
 
 SEED = SHARED / "seed" / "production-features.md"
 
