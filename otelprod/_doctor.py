@@ -59,7 +59,7 @@ def run_doctor(endpoint: str | None, protocol: str | None, *, timeout: float,
     shown = scrubber.scrub_mapping({**asdict(settings), "environment_variables": env})
     print(json.dumps(shown, indent=2, default=str))
 
-    exporters = build_otlp_exporters(settings)
+    exporters = build_otlp_exporters(settings, spool=False)  # a check must not spool
     resource = Resource.create({"service.name": settings.service_name or "otelprod-doctor"})
     checks = {"traces": _check_traces, "metrics": _check_metrics, "logs": _check_logs}
     print("\nCollector checks (one real export per signal)")

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -110,6 +111,8 @@ def otlp_http_receiver() -> Iterator[OTLPReceiver]:
 def python_env(**extra: str) -> dict[str, str]:
     """A clean environment for a child interpreter: no OTEL_* leaking in from outside."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OTELPROD_"))}
+    # A spool of its own: telemetry a test leaves unsent must never reach another test's receiver.
+    env["OTELPROD_SPOOL_DIR"] = tempfile.mkdtemp(prefix="otelprod-spool-")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env.update(extra)
     return env
