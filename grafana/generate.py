@@ -61,8 +61,8 @@ def label(attribute: str) -> str:
 
 # Prometheus names of otelprod's instruments (kind and unit as DESIGN.md fixes them)
 RETRY_ATTEMPTS = prom(semconv.METRIC_RETRY_ATTEMPTS) + "_total"
-# one-hot state gauges have unit "1", so Prometheus appends _ratio
-CB_STATE = prom(semconv.METRIC_CIRCUITBREAKER_STATE) + "_ratio"
+# one-hot state gauges have units {state} / {status}: no suffix, as DESIGN.md names them
+CB_STATE = prom(semconv.METRIC_CIRCUITBREAKER_STATE)  # unit {state}: no suffix
 CB_CALLS = prom(semconv.METRIC_CIRCUITBREAKER_CALLS) + "_total"
 CB_TRANSITIONS = prom(semconv.METRIC_CIRCUITBREAKER_TRANSITIONS) + "_total"
 RL_REQUESTS = prom(semconv.METRIC_RATELIMITER_REQUESTS) + "_total"

@@ -162,6 +162,10 @@ def _install(settings: Settings, resource: Resource) -> Pipeline:
         pipeline.logger_provider = lp
         pipeline.owned.append("logs")
 
+    if exporters is not None and "metrics" in pipeline.owned:
+        from otelprod._exporters import prime_export_metrics
+
+        prime_export_metrics()
     if len(pipeline.owned) < 3:
         pipeline.mode = "reused" if not pipeline.owned else pipeline.mode
         _log.info("otelprod: reusing the SDK providers already installed for %s",

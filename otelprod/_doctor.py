@@ -52,9 +52,7 @@ def run_doctor(endpoint: str | None, protocol: str | None, *, timeout: float,
                env: dict[str, str]) -> int:
     from otelprod._scrub import scrubber
 
-    settings = load_settings(**{k: v for k, v in {
-        "endpoint": endpoint, "protocol": protocol, "export_timeout": timeout}.items()
-        if v is not None})
+    settings = load_settings(endpoint=endpoint, protocol=protocol, export_timeout=timeout)
     print("Effective configuration")
     shown = scrubber.scrub_mapping({**asdict(settings), "environment_variables": env})
     print(json.dumps(shown, indent=2, default=str))

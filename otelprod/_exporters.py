@@ -158,6 +158,15 @@ def _failure_counter() -> Any:
     return _failures
 
 
+def prime_export_metrics() -> None:
+    """Start the failure and drop series at zero, so dashboards and alerts
+    see them (and their rate) from the first export on, not from the first outage."""
+    try:
+        for signal in semconv.Signal.ALL:
+            _failure_counter().add(0, {semconv.SIGNAL: signal})
+            record_drop(signal, 0)
+    except Exception:
+        pass
 
 
 _dropped: Any = None

@@ -97,7 +97,8 @@ otelprod.shutdown(timeout=5)
                          OTEL_BSP_SCHEDULE_DELAY="100", OTEL_BLRP_SCHEDULE_DELAY="100",
                          TGE_LOG_LEVEL="DEBUG", TGE_MAX_WORKERS="8", TGE_ENABLE_TWITTER="true",
                          SECRET_API_KEY="your_api_key_here")
-        result = run_python(PRELUDE + prologue + code + epilogue, env=env, cwd=tmp_path, timeout=120)
+        result = run_python(PRELUDE + prologue + code + epilogue, env=env, cwd=tmp_path,
+                            timeout=120)
         assert result.returncode == 0, f"{heading}:\n{code}\n--- stderr:\n{result.stderr}"
         if "initialize_production" in code:
             spans = receiver.spans()

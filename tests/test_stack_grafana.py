@@ -331,7 +331,7 @@ REQUIRED = {
         "traces_span_metrics_calls_total", "traces_span_metrics_duration_seconds_bucket",
         "operation_duration_seconds_bucket", "operation_duration_seconds_count"},
     "otelprod-resilience": {
-        "retry_attempts_total", "circuitbreaker_state_ratio", "circuitbreaker_transitions_total",
+        "retry_attempts_total", "circuitbreaker_state", "circuitbreaker_transitions_total",
         "ratelimiter_requests_total", "ratelimiter_wait_duration_seconds_bucket",
         "backpressure_queue_size", "backpressure_rejections_total", "deadletter_queue_size",
         "fallback_invocations_total"},

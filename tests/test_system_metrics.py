@@ -167,7 +167,7 @@ def test_health_breaker_and_system_gauges_reach_an_otlp_receiver() -> None:
     for name, (unit, _keys) in CONTRACT.items():
         assert latest(name)["unit"] == unit, name
     health = latest(semconv.METRIC_HEALTH_CHECK_STATUS)
-    assert (health["unit"], health["kind"], health["scope"]) == ("1", "gauge", "otelprod")
+    assert (health["unit"], health["kind"], health["scope"]) == ("{status}", "gauge", "otelprod")
     current = {p["attributes"][semconv.HEALTH_STATUS] for p in health["points"]
                if p["attributes"][semconv.HEALTH_CHECK_NAME] == "e2e_db" and p["value"] == 1}
     assert current == {"degraded"}

@@ -103,3 +103,32 @@ def run(out) -> None:  # type: ignore[no-untyped-def]
                  f"{exporter.spool_status()['segments']} segments left")
         provider.shutdown()
     collector.stop()
+    _bounded_outage(out, collector.port)
+
+
+def _bounded_outage(out, port: int) -> None:  # type: ignore[no-untyped-def]
+    """The spool is bounded: past the bound the oldest data goes, and is counted."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from otelprod._exporters import build_otlp_exporters
+    from otelprod._settings import load_settings
+
+    with tempfile.TemporaryDirectory() as spool:
+        settings = load_settings(service_name="spool-demo-bounded", protocol="http/protobuf",
+                                 endpoint=f"http://127.0.0.1:{port}", spool_dir=spool,
+                                 spool_max_bytes=8192, export_timeout=0.5)
+        exporter: Any = build_otlp_exporters(settings).traces
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=50,
+                                                       max_export_batch_size=50))
+        tracer = provider.get_tracer("otelprod.demo.spool")
+        for n in range(500):
+            with tracer.start_as_current_span("checkout", attributes={"order.id": n}):
+                pass
+        provider.force_flush()
+        status = exporter.spool_status()
+        out.step(f"an outage against an 8 KiB spool bound: {status['spool_bytes']} bytes kept, "
+                 f"the oldest {status['dropped']} spans dropped and counted in "
+                 "otelprod.export.dropped; the application never noticed")
+        provider.shutdown()

@@ -133,7 +133,7 @@ def _observe_states(_options: CallbackOptions) -> list[Observation]:
 
 
 meter.create_observable_gauge(
-    semconv.METRIC_CIRCUITBREAKER_STATE, callbacks=[_observe_states], unit="1",
+    semconv.METRIC_CIRCUITBREAKER_STATE, callbacks=[_observe_states], unit="{state}",
     description="1 for the breaker's current state, 0 for the others.")
 meter.create_observable_counter(
     semconv.METRIC_CIRCUITBREAKER_CALLS, callbacks=[_calls.observe], unit="{call}",
