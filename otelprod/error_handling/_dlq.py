@@ -200,6 +200,7 @@ class DeadLetterQueue:
             self._resolved = None
 
     def close(self) -> None:
+        _queues.discard(self)  # a closed queue is no longer observed by the size gauge
         with self._lock:
             if self._conn is not None and self._pid == os.getpid():
                 safely("closing the dead-letter database", self._conn.close)
@@ -225,6 +226,7 @@ class DeadLetterQueue:
             conn.close()
             raise
         self._conn, self._pid = conn, os.getpid()
+        _queues.add(self)  # observed again if it was closed and is used once more
         return conn
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
