@@ -190,3 +190,25 @@ def test_log_processor_scrubs_before_the_next_processor_sees_the_record(
     assert record.body == f"login with {REDACTED}"
     assert dict(record.attributes) == {"password": REDACTED, "user": "bob",
                                        "url": f"https://h/?token={REDACTED}"}
+
+
+@pytest.mark.parametrize("mapping", [
+    {"password": "hunter22"},
+    {"api_key": 12345},
+    {"note": "see https://bob:hunter22@example.com/x"},
+    {"query": "user=bob&password=hunter22"},
+    {"tags": ["ok", "fine"]},  # sequences are always walked by scrub_mapping
+])
+def test_is_clean_says_no_whenever_scrub_mapping_would_change_something(
+        s: Scrubber, mapping: dict) -> None:
+    assert not s.is_clean(mapping)
+
+
+def test_is_clean_says_yes_for_ordinary_attributes_and_agrees_with_scrub_mapping(
+        s: Scrubber) -> None:
+    s.register_secret("canary-4f1d9")
+    ordinary = {"http.route": "/orders/{id}", "order.id": 7, "ok": True, "ratio": 0.5,
+                "password": "", "token": None}
+    assert s.is_clean(ordinary)
+    assert s.scrub_mapping(ordinary) == ordinary
+    assert not s.is_clean({"message": "leaked canary-4f1d9 here"})

@@ -185,6 +185,26 @@ class Scrubber:
         except Exception:
             return {k: REDACTED for k in list(mapping)}
 
+    def is_clean(self, mapping: Mapping[Any, Any]) -> bool:
+        """True when :meth:`scrub_mapping` would change nothing in this flat mapping.
+
+        The export path asks this first: most spans carry nothing secret, and
+        answering from the caches costs far less than building a scrubbed copy.
+        """
+        try:
+            for key, value in mapping.items():
+                if isinstance(value, str):
+                    if (value and self.is_sensitive_key(key)) or self._scrub_text(value) != value:
+                        return False
+                elif isinstance(value, (int, float)):  # bool included
+                    if self.is_sensitive_key(key):
+                        return False
+                elif value is not None:
+                    return False  # sequences and the rest: let scrub_mapping walk them
+            return True
+        except Exception:
+            return False
+
     def scrub_text(self, text: str) -> str:
         try:
             return self._scrub_text(text)

@@ -52,13 +52,17 @@ def scrub_span(span: ReadableSpan, scrub: Scrubber | None = None) -> ReadableSpa
     """``span`` itself when nothing in it is secret, else a scrubbed copy."""
     s = scrub or scrubber
     changes: dict[str, Any] = {}
-    attrs = s.scrub_mapping(span.attributes or {})
-    if _attrs_changed(span.attributes, attrs):
-        changes["attributes"] = attrs
+    if span.attributes and not s.is_clean(span.attributes):
+        attrs = s.scrub_mapping(span.attributes)
+        if _attrs_changed(span.attributes, attrs):
+            changes["attributes"] = attrs
     events: list[Event] = []
     events_changed = False
     for event in span.events:
-        event_attrs = s.scrub_mapping(event.attributes or {})
+        if not event.attributes or s.is_clean(event.attributes):
+            events.append(event)  # type: ignore[arg-type]
+            continue
+        event_attrs = s.scrub_mapping(event.attributes)
         if _attrs_changed(event.attributes, event_attrs):
             events_changed = True
             events.append(Event(event.name, event_attrs, event.timestamp))
@@ -145,7 +149,7 @@ def scrub_log_record(record: Any, scrub: Scrubber | None = None) -> None:
     if record.body is not None:
         record.body = s.scrub(record.body)
     attrs = record.attributes
-    if not attrs:
+    if not attrs or s.is_clean(attrs):
         return
     cleaned = s.scrub_mapping(attrs)
     changed = [k for k, v in cleaned.items() if attrs[k] is not v]
