@@ -108,16 +108,27 @@ def _install(settings: Settings, resource: Resource) -> Pipeline:
 
     from otelprod._scrub import ScrubbingLogRecordProcessor, ScrubbingSpanExporter
 
-    if settings.console:
+    theirs = {  # SDK providers another tool installed: reuse them, build nothing for them
+        "traces": trace.get_tracer_provider(),
+        "metrics": metrics.get_meter_provider(),
+        "logs": _logs.get_logger_provider(),
+    }
+    reused = {signal for signal, provider in theirs.items()
+              if isinstance(provider, (TracerProvider, MeterProvider, LoggerProvider))}
+    exporters = None
+    span_exporter: Any = None
+    metric_exporter: Any = None
+    log_exporter: Any = None
+    if reused == set(semconv.Signal.ALL):
+        mode = "reused"
+    elif settings.console:
         from otelprod._console import (
             ConsoleLogExporter,
             ConsoleMetricExporter,
             ConsoleSpanExporter,
         )
-        span_exporter: Any = ConsoleSpanExporter()
-        metric_exporter: Any = ConsoleMetricExporter()
-        log_exporter: Any = ConsoleLogExporter()
-        exporters = None
+        span_exporter, metric_exporter, log_exporter = (
+            ConsoleSpanExporter(), ConsoleMetricExporter(), ConsoleLogExporter())
         mode = "console"
     else:
         from otelprod._exporters import build_otlp_exporters
@@ -129,9 +140,8 @@ def _install(settings: Settings, resource: Resource) -> Pipeline:
 
     pipeline = Pipeline(settings, resource, mode, exporters=exporters)
 
-    current = trace.get_tracer_provider()
-    if isinstance(current, TracerProvider):
-        pipeline.tracer_provider = current
+    if "traces" in reused:
+        pipeline.tracer_provider = theirs["traces"]
     else:
         # the sampler comes from OTEL_TRACES_SAMPLER, read by the SDK
         tp = TracerProvider(resource=resource, shutdown_on_exit=False)
@@ -140,9 +150,8 @@ def _install(settings: Settings, resource: Resource) -> Pipeline:
         pipeline.tracer_provider = tp
         pipeline.owned.append("traces")
 
-    current_mp = metrics.get_meter_provider()
-    if isinstance(current_mp, MeterProvider):
-        pipeline.meter_provider = current_mp
+    if "metrics" in reused:
+        pipeline.meter_provider = theirs["metrics"]
     else:
         reader = PeriodicExportingMetricReader(metric_exporter)  # OTEL_METRIC_EXPORT_INTERVAL
         mp = MeterProvider(resource=resource, metric_readers=[reader], views=_views(),
@@ -151,9 +160,8 @@ def _install(settings: Settings, resource: Resource) -> Pipeline:
         pipeline.meter_provider = mp
         pipeline.owned.append("metrics")
 
-    current_lp = _logs.get_logger_provider()
-    if isinstance(current_lp, LoggerProvider):
-        pipeline.logger_provider = current_lp
+    if "logs" in reused:
+        pipeline.logger_provider = theirs["logs"]
     else:
         lp = LoggerProvider(resource=resource, shutdown_on_exit=False)
         lp.add_log_record_processor(ScrubbingLogRecordProcessor())
@@ -166,8 +174,7 @@ def _install(settings: Settings, resource: Resource) -> Pipeline:
         from otelprod._exporters import prime_export_metrics
 
         prime_export_metrics()
-    if len(pipeline.owned) < 3:
-        pipeline.mode = "reused" if not pipeline.owned else pipeline.mode
+    if reused:
         _log.info("otelprod: reusing the SDK providers already installed for %s",
                   ", ".join(s for s in semconv.Signal.ALL if s not in pipeline.owned))
     pipeline.log_handler = _bridge_logging(pipeline.logger_provider, settings)
@@ -241,8 +248,6 @@ def init(
         given = {"service_name": service_name, "environment": environment,
                  "endpoint": endpoint, "protocol": protocol, **overrides}
         settings = load_settings(**{k: v for k, v in given.items() if v is not None})
-        if settings.endpoint is None and settings.protocol is None:
-            pass  # the exporters read OTEL_EXPORTER_OTLP_* themselves
         explicit_env = environment is not None or "OTELPROD_ENVIRONMENT" in os.environ
         resource = build_resource(settings, explicit_environment=explicit_env)
         _pipeline = _install(settings, resource)

@@ -177,19 +177,47 @@ def test_forked_child_exports_with_its_own_instance_id(otlp_receiver: OTLPReceiv
 
 def test_reuses_sdk_providers_installed_by_another_tool() -> None:
     code = """
-    import otelprod
+    import threading, otelprod
+    from opentelemetry import _logs, metrics, trace
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+    theirs = TracerProvider(), MeterProvider(), LoggerProvider()
+    trace.set_tracer_provider(theirs[0])
+    metrics.set_meter_provider(theirs[1])
+    _logs.set_logger_provider(theirs[2])
+    otelprod.init("svc")
+    assert trace.get_tracer_provider() is theirs[0]
+    assert metrics.get_meter_provider() is theirs[1]
+    assert _logs.get_logger_provider() is theirs[2]
+    print(otelprod.get_production_system().get_system_status()["telemetry"]["mode"])
+    print(sorted(t.name for t in threading.enumerate() if "spool" in t.name.lower()))
+    otelprod.shutdown(timeout=5)
+    """
+    env = python_env(OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{free_port()}")
+    result = run_python(code, env=env)
+    assert result.returncode == 0, result.stderr
+    mode, spool_threads = result.stdout.strip().splitlines()[-2:]
+    assert mode == "reused"
+    assert spool_threads == "[]", "no exporter of ours may run when every provider is reused"
+
+
+def test_partly_installed_providers_are_completed_with_ours(otlp_receiver) -> None:
+    code = """
+    import logging, otelprod
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     theirs = TracerProvider()
     trace.set_tracer_provider(theirs)
     otelprod.init("svc")
     assert trace.get_tracer_provider() is theirs
-    print(otelprod.get_production_system().get_system_status()["telemetry"]["mode"])
-    otelprod.shutdown(timeout=5)
+    logging.getLogger("app").warning("ours carries the logs")
+    otelprod.shutdown(timeout=10)
     """
-    env = python_env(OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{free_port()}")
-    result = run_python(code, env=env)
+    result = run_python(code, env=_env(otlp_receiver))
     assert result.returncode == 0, result.stderr
+    assert otlp_receiver.spans() == []  # their provider has no exporter: nothing of ours
+    assert [r["body"] for r in otlp_receiver.logs()] == ["ours carries the logs"]
 
 
 def test_bad_settings_name_the_key_and_value() -> None:
