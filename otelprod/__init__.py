@@ -24,6 +24,21 @@ _EXPORTS: dict[str, str] = {
     "shutdown": "otelprod._bootstrap",
     "ProductionSystem": "otelprod.production_integration",
     "get_production_system": "otelprod.production_integration",
+    # the features' most used entry points; each module has the rest
+    "with_retry": "otelprod.error_handling",
+    "RetryConfig": "otelprod.error_handling",
+    "with_circuit_breaker": "otelprod.error_handling",
+    "CircuitBreakerConfig": "otelprod.error_handling",
+    "with_fallback": "otelprod.error_handling",
+    "error_handler": "otelprod.error_handling",
+    "rate_limited": "otelprod.rate_limiter",
+    "rate_limit_manager": "otelprod.rate_limiter",
+    "monitoring_system": "otelprod.monitoring",
+    "validate_user_input": "otelprod.validation",
+    "get_logger": "otelprod.structured_logging",
+    "trace_request": "otelprod.structured_logging",
+    "get_config": "otelprod.config_manager",
+    "ConfigurationError": "otelprod.errors",
 }
 
 __all__ = sorted(_EXPORTS)
