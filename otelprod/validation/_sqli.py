@@ -21,6 +21,7 @@ from typing import Any
 
 from otelprod.validation._decode import Prepared, prepare
 from otelprod.validation._result import Finding
+from otelprod.validation._rules import Gate, excerpt, passes
 
 _W = r"(?![a-z0-9_$])"  # end of a word
 _NUM = r"[-+]?(?:0x[0-9a-f]{1,64}|\d{1,40}(?:\.\d{0,20})?(?:e[-+]?\d{1,5})?|\.\d{1,20})"
@@ -50,13 +51,10 @@ _STRONG_FUNCS = (
 )
 _PLAIN_WORD_FUNCS = r"if|iif|mid|length|len|user|version|database|schema|count|char|chr|left|right"
 
-# A cheap test that must pass before a rule's pattern runs: any of these substrings, or a
-# match of a pattern that cannot backtrack. Most input never reaches the real patterns.
-_Gate = tuple[str, ...] | re.Pattern[str]
 _BOOL_GATE = re.compile(rf"{_WORD_BOOL}|\|\||&&")
 
 # (rule id, gate, pattern, message)
-_RULES: list[tuple[str, _Gate, re.Pattern[str], str]] = [
+_RULES: list[tuple[str, Gate, re.Pattern[str], str]] = [
     ("sqli.union_select", ("union",),
      re.compile(
          # digits may touch it (``1e0UNION``): MySQL's tokenizer splits them off
@@ -194,26 +192,14 @@ def scan_sqli(prepared: Prepared) -> list[Finding]:
         for index, text in enumerate(variants):
             passed = gates.get((id(gate), index))
             if passed is None:
-                passed = gates[(id(gate), index)] = _passes(gate, text)
+                passed = gates[(id(gate), index)] = passes(gate, text)
             if not passed:
                 continue
             match = pattern.search(text)
             if match:
-                findings.append(Finding("sqli", rule, message, _excerpt(text, match)))
+                findings.append(Finding("sqli", rule, message, excerpt(text, match)))
                 break
     return findings
-
-
-def _passes(gate: _Gate, text: str) -> bool:
-    if isinstance(gate, tuple):
-        return any(word in text for word in gate)
-    return gate.search(text) is not None
-
-
-def _excerpt(text: str, match: re.Match[str]) -> str:
-    start, end = match.span()
-    piece = text[start : min(end, start + 80)]
-    return piece if end - start <= 80 else piece + "…"
 
 
 def detect_sqli(value: Any) -> list[Finding]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from otelprod.validation._decode import Prepared, prepare
 from otelprod.validation._result import Finding
+from otelprod.validation._rules import Gate, excerpt, passes
 
 # Calls and properties that turn a string into running code or leak the session.
 _SINK = (
@@ -40,13 +41,11 @@ _DANGEROUS_TAGS = (
     r"|import|bgsound|layer|ilayer|isindex|portal"
 )
 
-# A cheap test that must pass before a rule's pattern runs: any of these substrings of the
-# lower-cased input, or a match of a pattern that cannot backtrack.
-_Gate = tuple[str, ...] | re.Pattern[str]
+# Gates run on the lower-cased input.
 _SINK_GATE = re.compile(_SINK)
 
 # (rule id, gate, view of the input, pattern, message)
-_RULES: list[tuple[str, _Gate, str, re.Pattern[str], str]] = [
+_RULES: list[tuple[str, Gate, str, re.Pattern[str], str]] = [
     ("xss.script_tag", ("script",), "compact",
      re.compile(r"<\s*/?\s*script(?![\w-])"),
      "script element"),
@@ -118,7 +117,7 @@ def scan_xss(prepared: Prepared) -> list[Finding]:
     for rule, gate, view, pattern, message in _RULES:
         passed = gates.get(id(gate))
         if passed is None:
-            passed = gates[id(gate)] = _passes(gate, low)
+            passed = gates[id(gate)] = passes(gate, low)
         if not passed:
             continue
         text = views.get(view)
@@ -126,20 +125,8 @@ def scan_xss(prepared: Prepared) -> list[Finding]:
             text = views[view] = getattr(prepared, view)
         match = pattern.search(text)
         if match:
-            findings.append(Finding("xss", rule, message, _excerpt(text, match)))
+            findings.append(Finding("xss", rule, message, excerpt(text, match)))
     return findings
-
-
-def _passes(gate: _Gate, text: str) -> bool:
-    if isinstance(gate, tuple):
-        return any(word in text for word in gate)
-    return gate.search(text) is not None
-
-
-def _excerpt(text: str, match: re.Match[str]) -> str:
-    start, end = match.span()
-    piece = text[start : min(end, start + 80)]
-    return piece if end - start <= 80 else piece + "…"
 
 
 def detect_xss(value: Any) -> list[Finding]:
