@@ -143,18 +143,9 @@ class RateLimiter:
         if tokens != 1:
             self._check_tokens(tokens)
         cap = self._wait_default if wait is None else self._cap(wait)
-        with self._lock:
-            now = self._clock()
-            delay, remaining = self._take(
-                self._state if key is None else self._keyed(key), now, tokens, cap
-            )
-            if delay == 0.0:
-                self._counts.allowed += 1
-                return _new_status(RateLimitStatus, (True, 0.0, remaining, self._limit, 0.0))
-            if delay < 0.0:
-                self._counts.rejected += 1
-            else:
-                self._count(delay)
+        delay, remaining = self._decide(tokens, cap, key)
+        if delay == 0.0:
+            return _new_status(RateLimitStatus, (True, 0.0, remaining, self._limit, 0.0))
         if delay > 0.0:
             self._sleep(delay)
             return self._waited(delay, remaining)
@@ -170,18 +161,9 @@ class RateLimiter:
         if tokens != 1:
             self._check_tokens(tokens)
         cap = self._wait_default if wait is None else self._cap(wait)
-        with self._lock:
-            now = self._clock()
-            delay, remaining = self._take(
-                self._state if key is None else self._keyed(key), now, tokens, cap
-            )
-            if delay == 0.0:
-                self._counts.allowed += 1
-                return _new_status(RateLimitStatus, (True, 0.0, remaining, self._limit, 0.0))
-            if delay < 0.0:
-                self._counts.rejected += 1
-            else:
-                self._count(delay)
+        delay, remaining = self._decide(tokens, cap, key)
+        if delay == 0.0:
+            return _new_status(RateLimitStatus, (True, 0.0, remaining, self._limit, 0.0))
         if delay > 0.0:
             await self._async_sleep(delay)
             return self._waited(delay, remaining)
@@ -231,6 +213,20 @@ class RateLimiter:
         return out
 
     # --- internals ----------------------------------------------------------------
+    def _decide(self, tokens: int, cap: float, key: Hashable | None) -> tuple[float, int]:
+        """Reserve or refuse under the lock and count the outcome: ``_take``'s answer."""
+        with self._lock:
+            delay, remaining = self._take(
+                self._state if key is None else self._keyed(key), self._clock(), tokens, cap
+            )
+            if delay == 0.0:
+                self._counts.allowed += 1
+            elif delay < 0.0:
+                self._counts.rejected += 1
+            else:
+                self._count(delay)
+        return delay, remaining
+
     def _available_now(self) -> float:
         value = self.available()
         return value if math.isfinite(value) else float(self._limit)

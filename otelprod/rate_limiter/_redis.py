@@ -182,20 +182,7 @@ class RedisRateLimiter(RateLimiter):
     def _new_state(self) -> None:
         return None
 
-    def acquire(
-        self, tokens: int = 1, wait: bool | float | None = None, key: Hashable | None = None
-    ) -> RateLimitStatus:
-        if tokens != 1:
-            self._check_tokens(tokens)
-        cap = self._wait_default if wait is None else self._cap(wait)
-        delay, remaining = self._decide(tokens, cap, key)
-        if delay == 0.0:
-            return RateLimitStatus(True, 0.0, remaining, self._limit, 0.0)
-        if delay > 0.0:
-            self._sleep(delay)
-            return self._waited(delay, remaining)
-        return self._rejected(-delay, remaining)
-
+    # acquire() is RateLimiter's, with _decide below as the round trip
     async def acquire_async(
         self, tokens: int = 1, wait: bool | float | None = None, key: Hashable | None = None
     ) -> RateLimitStatus:
