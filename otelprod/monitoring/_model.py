@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from otelprod import semconv
 
@@ -26,6 +26,24 @@ def iso(moment: _dt.datetime | None) -> str | None:
         "+00:00", "Z")
 
 
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def _coerce(cls: type[_E], value: object, key: str, expected: str) -> _E:
+    """``value`` as a member of ``cls``: a member, or its value ignoring case and outer spaces."""
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, str):
+        try:
+            return cls(value.strip().lower())
+        except ValueError:
+            pass
+    allowed = ", ".join(s.value for s in cls)
+    raise ValueError(
+        f"{key}: expected {expected} or one of {allowed}, "
+        f"got {type(value).__name__} {value!r}")
+
+
 class HealthStatus(enum.Enum):
     """How a component is doing. The values are the ``health.status`` attribute values."""
 
@@ -36,17 +54,7 @@ class HealthStatus(enum.Enum):
 
     @classmethod
     def coerce(cls, value: HealthStatus | str) -> HealthStatus:
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, str):
-            try:
-                return cls(value.strip().lower())
-            except ValueError:
-                pass
-        allowed = ", ".join(s.value for s in cls)
-        raise ValueError(
-            f"health status: expected a HealthStatus or one of {allowed}, "
-            f"got {type(value).__name__} {value!r}")
+        return _coerce(cls, value, "health status", "a HealthStatus")
 
 
 #: How bad each status is; the overall status is the worst one.
@@ -94,17 +102,7 @@ class AlertSeverity(enum.Enum):
 
     @classmethod
     def coerce(cls, value: AlertSeverity | str) -> AlertSeverity:
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, str):
-            try:
-                return cls(value.strip().lower())
-            except ValueError:
-                pass
-        allowed = ", ".join(s.value for s in cls)
-        raise ValueError(
-            f"severity: expected an AlertSeverity or one of {allowed}, "
-            f"got {type(value).__name__} {value!r}")
+        return _coerce(cls, value, "severity", "an AlertSeverity")
 
 
 class AlertStatus(enum.Enum):
