@@ -12,6 +12,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from opentelemetry import trace
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
 
 @dataclass
 class Result:
@@ -61,3 +64,17 @@ def print_table(results: list[Result]) -> None:
           f"{'ratio':>8} {'target':<10} note")
     for r in results:
         print(r.row())
+
+
+class _NoopProcessor(SpanProcessor):
+    """Spans are built and ended, then dropped: the SDK's own cost, no exporter's."""
+
+
+def sdk_tracer() -> trace.Tracer:
+    """A tracer from a real SDK TracerProvider (installed unless one already is)."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        provider.add_span_processor(_NoopProcessor())
+        trace.set_tracer_provider(provider)
+    return provider.get_tracer("bench")

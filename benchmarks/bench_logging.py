@@ -27,13 +27,8 @@ import time
 from collections.abc import Callable
 
 from opentelemetry import trace
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
-from benchmarks._harness import Result, print_table
-
-
-class _NoopProcessor(SpanProcessor):
-    """Spans are recorded, then dropped: trace context without an exporter's cost."""
+from benchmarks._harness import Result, print_table, sdk_tracer
 
 
 class _Discard(io.TextIOBase):
@@ -42,15 +37,6 @@ class _Discard(io.TextIOBase):
 
     def flush(self) -> None:
         pass
-
-
-def _tracer() -> trace.Tracer:
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        provider.add_span_processor(_NoopProcessor())
-        trace.set_tracer_provider(provider)
-    return provider.get_tracer("bench")
 
 
 def _isolated(name: str) -> logging.Logger:
@@ -84,7 +70,7 @@ def run(quick: bool = False) -> list[Result]:
         setup_json_logging,
     )
 
-    tracer = _tracer()
+    tracer = sdk_tracer()
 
     # otelprod: its handler on an isolated logger tree, so nothing else prints
     setup_json_logging("INFO", stream=_Discard(), logger=_isolated("bench_ours"))

@@ -22,23 +22,8 @@ from collections.abc import Callable
 
 import pybreaker
 import tenacity
-from opentelemetry import trace
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
-from benchmarks._harness import Result, compare, print_table
-
-
-class _NoopProcessor(SpanProcessor):
-    """Spans are built and ended, then dropped: the SDK's own cost, no exporter's."""
-
-
-def _install_sdk() -> trace.Tracer:
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        provider.add_span_processor(_NoopProcessor())
-        trace.set_tracer_provider(provider)
-    return provider.get_tracer("bench")
+from benchmarks._harness import Result, compare, print_table, sdk_tracer
 
 
 def _trivial() -> int:
@@ -53,7 +38,7 @@ def success_path(quick: bool) -> list[Result]:
         with_retry,
     )
 
-    tracer = _install_sdk()
+    tracer = sdk_tracer()
     ours_fn = with_circuit_breaker(CircuitBreaker("bench.success"))(
         with_retry(RetryConfig(max_attempts=3, base_delay=0.01))(_trivial))
     plain_breaker = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=60)
@@ -112,7 +97,7 @@ def concurrency(quick: bool) -> list[Result]:
         with_retry,
     )
 
-    _install_sdk()
+    sdk_tracer()
     threads, calls, io_s = (16, 2, 0.01) if quick else (16, 10, 0.02)
 
     def io() -> int:
