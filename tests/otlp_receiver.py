@@ -105,31 +105,28 @@ class OTLPReceiver:
     def _start_grpc(self) -> None:
         receiver = self
 
-        class Traces(trace_service_pb2_grpc.TraceServiceServicer):
-            def Export(self, request, context):
-                if receiver.fail_with is not None:
-                    context.abort(grpc.StatusCode(receiver.fail_with), "failing on purpose")
-                receiver._record("traces", request)
-                return trace_service_pb2.ExportTraceServiceResponse()
+        def servicer(base: type, signal: str, response: type) -> Any:
+            """An instance of ``base`` whose Export records under ``signal``."""
 
-        class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
-            def Export(self, request, context):
-                if receiver.fail_with is not None:
-                    context.abort(grpc.StatusCode(receiver.fail_with), "failing on purpose")
-                receiver._record("metrics", request)
-                return metrics_service_pb2.ExportMetricsServiceResponse()
+            class Servicer(base):  # type: ignore[misc, valid-type]
+                def Export(self, request, context):
+                    if receiver.fail_with is not None:
+                        context.abort(grpc.StatusCode(receiver.fail_with), "failing on purpose")
+                    receiver._record(signal, request)
+                    return response()
 
-        class Logs(logs_service_pb2_grpc.LogsServiceServicer):
-            def Export(self, request, context):
-                if receiver.fail_with is not None:
-                    context.abort(grpc.StatusCode(receiver.fail_with), "failing on purpose")
-                receiver._record("logs", request)
-                return logs_service_pb2.ExportLogsServiceResponse()
+            return Servicer()
 
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), server)
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), server)
-        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), server)
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(
+            servicer(trace_service_pb2_grpc.TraceServiceServicer, "traces",
+                     trace_service_pb2.ExportTraceServiceResponse), server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(
+            servicer(metrics_service_pb2_grpc.MetricsServiceServicer, "metrics",
+                     metrics_service_pb2.ExportMetricsServiceResponse), server)
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(
+            servicer(logs_service_pb2_grpc.LogsServiceServicer, "logs",
+                     logs_service_pb2.ExportLogsServiceResponse), server)
         server.add_insecure_port(f"127.0.0.1:{self.port}")
         server.start()
         self._server = server
