@@ -70,6 +70,19 @@ class _Check:
         if _SEVERITY[threat] > _SEVERITY[self.threat] or not self.errors[:-1]:
             self.threat = threat
 
+    def require_str(self, value: Any) -> bool:
+        """Record a value that is not a str; True while nothing has failed."""
+        if not isinstance(value, str) and not self.errors:
+            self.fail(f"value must be a str, got {type(value).__name__}")
+        return not self.errors
+
+    def within(self, max_length: int, what: str = "value") -> bool:
+        """Record text longer than ``max_length``; True when it fits."""
+        if len(self.text) > max_length:
+            self.fail(f"{what} is {len(self.text)} characters; at most {max_length} are allowed")
+            return False
+        return True
+
     def threats(self, text: str | None = None, *, as_errors: Iterable[str] = ("xss", "sqli"),
                 decode: bool = True) -> None:
         """Run both detectors; findings of the kinds in ``as_errors`` fail, the rest warn."""
@@ -160,8 +173,7 @@ def validate_string(
     _require(pattern is None or isinstance(pattern, re.Pattern), "pattern", pattern,
              "None, a str or a compiled re.Pattern")
     check = _Check("string", value)
-    if not isinstance(value, str) and not check.errors:
-        check.fail(f"value must be a str, got {type(value).__name__}", _Threat.FORMAT)
+    check.require_str(value)
     if check.too_long or check.missing:
         return check.result(None)
     text = check.text.strip() if strip else check.text
@@ -192,9 +204,7 @@ def validate_email(
     domains, in Unicode NFC (``ascii_domain`` is in the warnings for IDNs).
     """
     check = _Check("email", value)
-    if not isinstance(value, str) and not check.errors:
-        check.fail(f"value must be a str, got {type(value).__name__}")
-    if check.errors:
+    if not check.require_str(value):
         return check.result(None)
     try:
         info = email_validator.validate_email(
@@ -238,14 +248,11 @@ def validate_url(
     _require(_is_count(max_length) and max_length > 0, "max_length", max_length, "an int > 0")
     assert schemes is not None
     check = _Check("url", value)
-    if not isinstance(value, str) and not check.errors:
-        check.fail(f"value must be a str, got {type(value).__name__}")
-    if check.errors:
+    if not check.require_str(value):
+        return check.result(None)
+    if not check.within(max_length, "URL"):
         return check.result(None)
     text = check.text
-    if len(text) > max_length:
-        check.fail(f"URL is {len(text)} characters; at most {max_length} are allowed")
-        return check.result(None)
     if _URL_FORBIDDEN.search(text):
         check.fail("URL contains whitespace, control characters or backslashes")
     try:
@@ -460,9 +467,7 @@ def validate_filename(value: Any, *, max_bytes: int = 255) -> ValidationResult:
     """A file name that needs no cleaning; the sanitized value is always the safe form."""
     _check_filename_args(max_bytes, "_")
     check = _Check("filename", value)
-    if not isinstance(value, str) and not check.errors:
-        check.fail(f"value must be a str, got {type(value).__name__}")
-    if check.errors:
+    if not check.require_str(value):
         return check.result(None)
     safe, problems = _clean_filename(check.text, max_bytes, "_")
     for problem in problems:
@@ -478,12 +483,9 @@ def validate_html(value: Any, *, strict: bool = True,
                   max_length: int = MAX_INPUT_LENGTH) -> ValidationResult:
     """HTML content: always valid once sanitized; attacks found are warnings."""
     check = _Check("html", value)
-    if not isinstance(value, str) and not check.errors:
-        check.fail(f"value must be a str, got {type(value).__name__}")
-    if check.errors:
+    if not check.require_str(value):
         return check.result(None)
-    if len(check.text) > max_length:
-        check.fail(f"value is {len(check.text)} characters; at most {max_length} are allowed")
+    if not check.within(max_length):
         return check.result(None)
     check.threats(as_errors=())
     clean = sanitize_html(check.text, strict=strict)
@@ -502,12 +504,9 @@ def validate_text(value: Any, *, max_length: int = 100_000) -> ValidationResult:
     """
     _require(_is_count(max_length) and max_length > 0, "max_length", max_length, "an int > 0")
     check = _Check("text", value)
-    if not isinstance(value, str) and not check.errors:
-        check.fail(f"value must be a str, got {type(value).__name__}")
-    if check.errors:
+    if not check.require_str(value):
         return check.result(None)
-    if len(check.text) > max_length:
-        check.fail(f"value is {len(check.text)} characters; at most {max_length} are allowed")
+    if not check.within(max_length):
         return check.result(None)
     check.threats(as_errors=())
     return check.result(sanitize_text(check.text))
