@@ -321,6 +321,26 @@ class _ForkSafe:
         data, count = encode(self.signal, batch)
         return proc.link.submit(data, count, timeout)
 
+    def _export(self, batch: Any, timeout: float | None,
+                direct: Callable[[Any], bool]) -> bool:
+        """Send ``batch`` through the link, or through ``direct(sdk_exporter)`` without one.
+
+        True when it was sent or spooled. An exporter bug must not kill the
+        batch thread: it counts as a failed export.
+        """
+        try:
+            sent = self._send(batch, timeout)
+            if sent is not None:
+                return sent
+            proc = self._inner.get()
+            assert proc is not None
+            ok = direct(proc.exporter)
+        except Exception as exc:
+            self.health.record(False, repr(exc))
+            return False
+        self.health.record(ok)
+        return ok
+
     def spool_status(self) -> dict[str, Any]:
         """spooling, spool_bytes, dropped and segments of this signal, in this process."""
         link = self._link()
@@ -360,18 +380,9 @@ class ForkSafeSpanExporter(_ForkSafe, SpanExporter):
         self._setup(factory, spool, spool_dir)
 
     def export(self, spans: Sequence[Any]) -> SpanExportResult:
-        try:
-            sent = self._send(spans, None)
-            if sent is not None:
-                return SpanExportResult.SUCCESS if sent else SpanExportResult.FAILURE
-            proc = self._inner.get()
-            assert proc is not None
-            result = proc.exporter.export(spans)
-        except Exception as exc:  # an exporter bug must not kill the batch thread
-            self.health.record(False, repr(exc))
-            return SpanExportResult.FAILURE
-        self.health.record(result is SpanExportResult.SUCCESS)
-        return result
+        ok = self._export(spans, None,
+                          lambda sdk: sdk.export(spans) is SpanExportResult.SUCCESS)
+        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return self._flush(timeout_millis)
@@ -389,18 +400,9 @@ class ForkSafeLogExporter(_ForkSafe, LogRecordExporter):
         self._setup(factory, spool, spool_dir)
 
     def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
-        try:
-            sent = self._send(batch, None)
-            if sent is not None:
-                return LogRecordExportResult.SUCCESS if sent else LogRecordExportResult.FAILURE
-            proc = self._inner.get()
-            assert proc is not None
-            result = proc.exporter.export(batch)
-        except Exception as exc:
-            self.health.record(False, repr(exc))
-            return LogRecordExportResult.FAILURE
-        self.health.record(result is LogRecordExportResult.SUCCESS)
-        return result
+        ok = self._export(batch, None,
+                          lambda sdk: sdk.export(batch) is LogRecordExportResult.SUCCESS)
+        return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return self._flush(timeout_millis)
@@ -426,18 +428,9 @@ class ForkSafeMetricExporter(_ForkSafe, MetricExporter):
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
                **kwargs: Any) -> MetricExportResult:
-        try:
-            sent = self._send(metrics_data, timeout_millis / 1000)
-            if sent is not None:
-                return MetricExportResult.SUCCESS if sent else MetricExportResult.FAILURE
-            proc = self._inner.get()
-            assert proc is not None
-            result = proc.exporter.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
-        except Exception as exc:
-            self.health.record(False, repr(exc))
-            return MetricExportResult.FAILURE
-        self.health.record(result is MetricExportResult.SUCCESS)
-        return result
+        ok = self._export(metrics_data, timeout_millis / 1000, lambda sdk: sdk.export(
+            metrics_data, timeout_millis=timeout_millis, **kwargs) is MetricExportResult.SUCCESS)
+        return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return self._flush(timeout_millis)
