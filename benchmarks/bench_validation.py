@@ -1,6 +1,6 @@
 """Injection detectors and the HTML sanitizer against their anchors, in one run.
 
-1. Detection rate per attack file of ``../shared/corpora`` (lines of three
+1. Detection rate per attack file of ``tests/data/corpora`` (lines of three
    characters or fewer reported apart as ambiguous), otelprod's detectors
    next to libinjection (``is_xss`` / ``is_sql_injection``). Target >= 95 %.
 2. False positives on libinjection's own benign list. Target <= 1 %.
@@ -31,7 +31,7 @@ import nh3
 from benchmarks._harness import Result, compare, print_table
 from otelprod.validation import detect_sqli, detect_xss, sanitize_html
 
-CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
+CORPORA = Path(__file__).resolve().parents[1] / "tests" / "data" / "corpora"
 
 #: corpus lines that do nothing on their own, and why
 JUSTIFIED_MISSES = {
@@ -61,7 +61,7 @@ def libinjection_sqli(text: str) -> bool:
 
 def _lines(path: Path, *, skip_comments: bool) -> list[str]:
     if not CORPORA.is_dir():
-        raise SystemExit(f"corpus folder {CORPORA} is missing (clone next to ../shared)")
+        raise SystemExit(f"corpus folder {CORPORA} is missing (it ships with the repository)")
     return [line for line in path.read_text(encoding="utf-8").splitlines()
             if line.strip() and not (skip_comments and line.startswith("#"))]
 

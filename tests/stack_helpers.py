@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMAS = REPO.parent / "shared" / "schemas"
+SCHEMAS = REPO / "tests" / "data" / "schemas"
 COMPOSE_FILE = REPO / "docker-compose.yml"
 COLLECTOR_FILE = REPO / "collector" / "config.yaml"
 GRAFANA = REPO / "grafana"
@@ -35,11 +35,11 @@ def load_yaml(path: Path) -> Any:
 
 
 def schema(name: str) -> dict[str, Any]:
-    """A JSON schema from ``../shared/schemas``; fails (never skips) when it is missing."""
+    """A JSON schema from ``tests/data/schemas``; fails (never skips) when it is missing."""
     path = SCHEMAS / name
     if not path.is_file():
         pytest.fail(f"schema {name} not found at {path}: the stack tests validate against the "
-                    "shared schemas (see ../shared/schemas/SOURCES.md); restore that directory")
+                    "schemas of tests/data/schemas (see its SOURCES.md); restore that directory")
     return dict(json.loads(path.read_text(encoding="utf-8")))
 
 

@@ -1,7 +1,7 @@
 """XSS and SQL-injection detectors: corpus rates, decoding, families beyond the corpus, safety.
 
-The corpora live in ``../shared/corpora`` (never copied into the repo). A
-missing folder fails loudly: the targets can't be checked without it.
+The corpora live in ``tests/data/corpora`` (origins and licences in its
+SOURCES.md). A missing folder fails loudly: the targets can't be checked without it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 from otelprod.validation import Finding, detect_sqli, detect_xss, is_attack
 
-CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
+CORPORA = Path(__file__).resolve().parent / "data" / "corpora"
 
 XSS_TARGET = 0.95
 SQLI_TARGET = 0.95
@@ -23,8 +23,7 @@ AMBIGUOUS_MAX_LEN = 3
 
 def corpus_lines(path: Path, *, skip_comments: bool) -> list[str]:
     assert CORPORA.is_dir(), (
-        f"corpus folder {CORPORA} is missing: clone the project next to ../shared "
-        f"(CI expects <clone>/../shared/corpora)"
+        f"corpus folder {CORPORA} is missing: it ships with the repository"
     )
     lines = path.read_text(encoding="utf-8").splitlines()
     return [line for line in lines
