@@ -187,7 +187,13 @@ def _bridge_logging(logger_provider: Any, settings: Settings) -> logging.Handler
 
     from otelprod.structured_logging import ContextFilter
 
-    handler = LoggingHandler(logger_provider=logger_provider)
+    class BridgeHandler(LoggingHandler):
+        def flush(self) -> None:
+            """Nothing to do: shutdown() flushes the provider. (The contrib handler's
+            flush starts a thread, which Python 3.12+ refuses at exit, when
+            ``logging.shutdown`` flushes every handler.)"""
+
+    handler = BridgeHandler(logger_provider=logger_provider)
     handler.addFilter(lambda record: not _is_plumbing(record))
     handler.addFilter(ContextFilter())  # set_context() fields reach plain logging records too
     root = logging.getLogger()
@@ -270,15 +276,40 @@ def get_system() -> ProductionSystem | None:
     return _system
 
 
-def _run_with_deadline(tasks: list[Callable[[], Any]], deadline: float) -> bool:
-    """Run ``tasks`` concurrently in daemon threads; True if all ended in time."""
-    threads = [threading.Thread(target=_quietly(t), daemon=True, name="otelprod-shutdown")
-               for t in tasks]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(max(0.0, deadline - time.monotonic()))
-    return not any(t.is_alive() for t in threads)
+def shutdown(timeout: float | None = None) -> bool:
+    """Flush and stop everything init() started, within ``timeout`` seconds.
+
+    Returns whether everything was flushed in time. Safe to call twice, and
+    returns promptly also when the collector is down or hangs: once the
+    deadline is near, what is left goes to the disk spool instead of the wire.
+
+    Everything runs in the calling thread: at interpreter exit Python 3.12+
+    refuses to start threads, and the atexit hook calls this. Each step is
+    bounded by the deadline (the exporters are told it, so no send outlasts it).
+    """
+    global _pipeline, _system
+    with _lock:
+        system, pipeline = _system, _pipeline
+        _system = _pipeline = None
+    if pipeline is None and system is None:
+        return True
+    budget = timeout if timeout is not None else (
+        pipeline.settings.shutdown_timeout if pipeline else 5.0)
+    deadline = time.monotonic() + budget
+    if pipeline is not None and pipeline.exporters is not None:
+        pipeline.exporters.set_deadline(deadline)
+    if system is not None:
+        _quietly(system.stop)()
+    if pipeline is None:
+        return True
+    if pipeline.log_handler is not None:
+        logging.getLogger().removeHandler(pipeline.log_handler)
+    providers = {"traces": pipeline.tracer_provider, "metrics": pipeline.meter_provider,
+                 "logs": pipeline.logger_provider}
+    flushed = True
+    for signal in pipeline.owned:
+        flushed = _flush_then_stop(providers[signal], deadline) and flushed
+    return flushed and time.monotonic() <= deadline
 
 
 def _quietly(task: Callable[[], Any]) -> Callable[[], None]:
@@ -290,46 +321,20 @@ def _quietly(task: Callable[[], Any]) -> Callable[[], None]:
     return run
 
 
-def shutdown(timeout: float | None = None) -> bool:
-    """Flush and stop everything init() started, within ``timeout`` seconds.
+def _flush_then_stop(provider: Any, deadline: float) -> bool:
+    """Export what ``provider`` holds and shut it down; False when that failed or ran late."""
+    def remaining_millis() -> int:
+        return max(1, int((deadline - time.monotonic()) * 1000))
 
-    Returns whether everything was flushed in time. Safe to call twice, and
-    returns promptly also when the collector is unreachable: what could not
-    be sent by the deadline is left to the exporters' own handling.
-    """
-    global _pipeline, _system
-    with _lock:
-        system, pipeline = _system, _pipeline
-        _system = _pipeline = None
-    if pipeline is None and system is None:
-        return True
-    budget = timeout if timeout is not None else (
-        pipeline.settings.shutdown_timeout if pipeline else 5.0)
-    deadline = time.monotonic() + budget
-    if system is not None:
-        _run_with_deadline([system.stop], deadline)
-    if pipeline is None:
-        return True
-    if pipeline.log_handler is not None:
-        logging.getLogger().removeHandler(pipeline.log_handler)
-    providers = {"traces": pipeline.tracer_provider, "metrics": pipeline.meter_provider,
-                 "logs": pipeline.logger_provider}
-    tasks = []
-    for signal in pipeline.owned:
-        provider = providers[signal]
-        tasks.append(_flush_then_stop(provider, deadline))
-    return _run_with_deadline(tasks, deadline)
-
-
-def _flush_then_stop(provider: Any, deadline: float) -> Callable[[], None]:
-    def run() -> None:
-        millis = max(1, int((deadline - time.monotonic()) * 1000))
+    try:
         if isinstance(provider, MeterProvider):
-            provider.shutdown(timeout_millis=millis)  # its shutdown collects a last time
-            return
-        provider.force_flush(millis)
+            provider.shutdown(timeout_millis=remaining_millis())  # collects a last time
+            return True
+        flushed = bool(provider.force_flush(remaining_millis()))
         provider.shutdown()
-    return run
+        return flushed
+    except Exception:
+        return False
 
 
 def _shutdown_at_exit() -> None:

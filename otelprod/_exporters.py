@@ -341,6 +341,12 @@ class _ForkSafe:
         self.health.record(ok)
         return ok
 
+    def set_deadline(self, deadline: float) -> None:
+        """From now on no export of this process outlasts ``deadline`` (monotonic)."""
+        link = self._link()
+        if link is not None:
+            link.deadline = deadline
+
     def spool_status(self) -> dict[str, Any]:
         """spooling, spool_bytes, dropped and segments of this signal, in this process."""
         link = self._link()
@@ -447,6 +453,12 @@ class Exporters:
     logs: LogRecordExporter
     targets: dict[str, Target]
     spool: SpoolConfig | None = None
+
+    def set_deadline(self, deadline: float) -> None:
+        """Shutdown has begun: every export ends by ``deadline``, what remains is spooled."""
+        for exporter in (self.traces, self.metrics, self.logs):
+            if isinstance(exporter, _ForkSafe):
+                exporter.set_deadline(deadline)
 
 
 def spool_service_name(settings: Settings) -> str:

@@ -174,6 +174,8 @@ class SignalLink:
         self._on_drop = on_drop
         self.down = False
         self.closed = False
+        #: set at shutdown (monotonic): no send may outlast it; later batches are spooled
+        self.deadline: float | None = None
         self.dropped = 0  # dropped before reaching the spool (the spool counts its own)
         self._write_failed = False
         self._stop = threading.Event()
@@ -189,9 +191,16 @@ class SignalLink:
         """Send or spool one request; True when it is with the collector or on disk."""
         if self.spool is not None and (self.down or self.closed):
             return self._to_spool(data, count)
+        budget = min(timeout or self.policy.export_timeout, self.policy.export_timeout)
+        if self.deadline is not None:
+            budget = min(budget, self.deadline - time.monotonic())
+            if budget <= 0:  # the shutdown deadline has passed: disk, or counted as lost
+                if self.spool is not None:
+                    return self._to_spool(data, count)
+                self._drop(count)
+                return False
         try:
-            self.sender.send(data, min(timeout or self.policy.export_timeout,
-                                       self.policy.export_timeout))
+            self.sender.send(data, budget)
         except SendError as exc:
             self.health.record(False, str(exc))
             if not exc.retryable or self.spool is None:
@@ -334,6 +343,8 @@ class SignalLink:
         What is still spooled stays on disk for the next process of the service.
         """
         deadline = time.monotonic() + max(0.0, timeout)
+        if self.deadline is not None:  # shutdown's own deadline wins
+            deadline = min(deadline, self.deadline)
         self.closed = True
         self._stop.set()
         self._urgent.set()

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything the tests need on a fresh machine, then run the checks and the tests.
+#   bash scripts/test.sh                  # python3, into .venv
+#   PYTHON=python3.12 bash scripts/test.sh [pytest args]   # another interpreter, into .venv-3.12
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,11 +15,19 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 
 PY=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[test,bench]"
+if [ -z "${VENV:-}" ]; then
+    if [ -n "${PYTHON:-}" ]; then
+        VENV=.venv-$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    else
+        VENV=.venv
+    fi
+fi
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"$VENV/bin/python" -m pip install -q -e ".[test,bench]"
+echo "== $("$VENV/bin/python" --version) in $VENV"
 
-.venv/bin/ruff check otelprod tests benchmarks
-.venv/bin/mypy
+"$VENV/bin/ruff" check otelprod tests benchmarks
+"$VENV/bin/mypy"
 # pytest exits 5 when it collects no test: that must fail, and it does here.
-.venv/bin/python -m pytest "$@"
+"$VENV/bin/python" -m pytest "$@"
