@@ -68,7 +68,8 @@ plain.propagate = False
 handler = logging.StreamHandler(open(os.devnull, "w"))
 handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
 plain.addHandler(handler)
-handlers = [h for h in logging.getLogger().handlers if "opentelemetry" in type(h).__module__]
+from opentelemetry.instrumentation.logging.handler import LoggingHandler
+handlers = [h for h in logging.getLogger().handlers if isinstance(h, LoggingHandler)]
 assert handlers, "otelprod's logging bridge is not installed"
 ours, anchor = compare(lambda: exported.warning("order %s placed", 42),
                        lambda: plain.warning("order %s placed", 42), number=n // 7, rounds=7)

@@ -131,6 +131,26 @@ def run_python(code: str, *, env: dict[str, str] | None = None, timeout: float =
     )
 
 
+SEED_EXAMPLES = REPO / "tests" / "seed_examples"
+
+
+def seed_example(key: str) -> str:
+    """The code of the seed example whose title (``"Troubleshooting / Full Example"``)
+    is or ends with ``key``, or failing that whose code contains ``key``."""
+    examples = []
+    for path in sorted(SEED_EXAMPLES.glob("ex*.py")):
+        header, _, code = path.read_text(encoding="utf-8").partition("\n\n")
+        title = header.splitlines()[0].split(": ", 1)[1]
+        examples.append((title, code))
+    for title, code in examples:
+        if title == key or title.endswith(" / " + key):
+            return code
+    for _, code in examples:
+        if key in code:
+            return code
+    raise AssertionError(f"no seed example in {SEED_EXAMPLES} is titled or contains {key!r}")
+
+
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[str]:
     """A real redis-server on loopback; yields its URL. Fails (never skips) when missing."""
@@ -163,4 +183,5 @@ def redis_server(tmp_path: Path) -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-__all__ = ["REPO", "SHARED", "Telemetry", "free_port", "python_env", "run_python"]
+__all__ = ["REPO", "SHARED", "Telemetry", "free_port", "python_env", "run_python",
+           "seed_example"]

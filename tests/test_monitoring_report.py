@@ -18,9 +18,7 @@ from otelprod.monitoring import (
     exporter_check,
     memory_check,
 )
-from tests.conftest import SHARED, python_env, run_python
-
-SEED = SHARED / "seed" / "production-features.md"
+from tests.conftest import python_env, run_python, seed_example
 
 
 @pytest.fixture
@@ -150,11 +148,7 @@ def test_breaker_and_dead_letter_checks(tmp_path, monkeypatch: pytest.MonkeyPatc
 
 # --- the seed's examples, as written (src. -> otelprod.) ---------------------------------
 def _seed_block(first_line: str) -> str:
-    text = SEED.read_text()
-    for block in re.findall(r"^```python\n(.*?)^```", text, re.M | re.S):
-        if first_line in block:
-            return block.replace("src.", "otelprod.")
-    raise AssertionError(f"no seed block contains {first_line!r}")
+    return seed_example(first_line)
 
 
 def test_seed_monitoring_example() -> None:

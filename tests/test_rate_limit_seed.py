@@ -5,13 +5,8 @@ they did what they say."""
 from __future__ import annotations
 
 import json
-import re
 
-import pytest
-
-from tests.conftest import SHARED, python_env, run_python
-
-SEED = SHARED / "seed" / "production-features.md"
+from tests.conftest import python_env, run_python, seed_example
 
 STUBS = """
 made, processed = [], []
@@ -26,14 +21,9 @@ twitter_client = _Twitter()
 """
 
 
-def block(after_heading: str, *, index: int = 0) -> str:
-    """The ``index``-th python block after a heading, with ``src.`` -> ``otelprod.``."""
-    if not SEED.exists():
-        pytest.fail(f"the seed document is missing: {SEED}")
-    text = SEED.read_text()
-    start = text.index(after_heading)
-    blocks = re.findall(r"^```python\n(.*?)^```", text[start:], re.M | re.S)
-    return blocks[index].replace("src.", "otelprod.")
+def block(title: str) -> str:
+    """The seed example titled ``title`` (src. -> otelprod.)."""
+    return seed_example(title)
 
 
 def run(code: str, epilogue: str) -> dict[str, object]:
@@ -43,7 +33,7 @@ def run(code: str, epilogue: str) -> dict[str, object]:
 
 
 def test_rate_limiting_usage_example_runs_as_written() -> None:
-    code = block("## Rate Limiting and Throttling")
+    code = block("Rate Limiting and Throttling / Usage")
     assert 'register_limiter(\n    "api_requests"' in code  # the block we mean
     out = run(code, """
 import json
@@ -59,7 +49,7 @@ print(json.dumps({"status": status._asdict(), "made": len(made), "processed": le
 
 
 def test_rate_limiting_usage_example_waits_when_the_burst_is_spent() -> None:
-    code = block("## Rate Limiting and Throttling")
+    code = block("Rate Limiting and Throttling / Usage")
     # run the example's acquire 25 times: 20 at once, then waits of ~0.1 s (10/s)
     code = code.replace("status = limiter.acquire(tokens=1, wait=True)",
                         "for _ in range(25):\n    status = limiter.acquire(tokens=1, wait=True)")
@@ -72,7 +62,7 @@ print(json.dumps(rate_limit_manager.get_limiter("api_requests").stats()))
 
 
 def test_high_rate_limit_block_rate_troubleshooting_runs_as_written() -> None:
-    code = block("### High Rate Limit Block Rate")
+    code = block("Troubleshooting / High Rate Limit Block Rate")
     assert 'get_limiter("service_name")' in code and "limiter.reset()" in code
     # a service that has been blocked a lot, then the entry as written
     before = """
@@ -95,7 +85,7 @@ print(json.dumps({"printed": stats, "available": limiter.available(),
 def test_full_example_limiter_use_works_without_registration() -> None:
     """The Full Example fetches "twitter_api" without registering it: the default
     config applies (with a warning) and the call goes through."""
-    code = block("### Full Example")
+    code = block("Integration and Usage / Full Example")
     assert 'rate_limit_manager.get_limiter("twitter_api")' in code
     snippet = """
 from otelprod.rate_limiter import rate_limit_manager

@@ -9,7 +9,6 @@ breakers are registered, the stuck breaker is closed, the queue is emptied.
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 from opentelemetry.trace import StatusCode
@@ -24,19 +23,13 @@ from otelprod.error_handling import (
     error_handler,
     get_circuit_breakers,
 )
-from tests.conftest import SHARED, python_env, run_python
+from tests.conftest import python_env, run_python, seed_example
 from tests.error_handling_helpers import forget_new_breakers  # noqa: F401
 
-SEED = SHARED / "seed" / "production-features.md"
 
-
-def block(after_heading: str) -> str:
-    """The first python block after ``after_heading``, with src. -> otelprod."""
-    text = SEED.read_text()
-    start = text.index(after_heading)
-    match = re.compile(r"^```python\n(.*?)^```", re.M | re.S).search(text, start)
-    assert match is not None, after_heading
-    return match.group(1).replace("src.", "otelprod.")
+def block(title: str) -> str:
+    """The seed example titled ``title`` (src. -> otelprod.)."""
+    return seed_example(title)
 
 
 def risky_operation() -> None:
@@ -51,7 +44,7 @@ def scratch_dlq(tmp_path):
 
 
 def test_usage_example(telemetry):
-    code = block("## Error Handling and Recovery")
+    code = block("Error Handling and Recovery / Usage")
     namespace = {"risky_operation": risky_operation, "ErrorSeverity": ErrorSeverity}
     before = error_handler.get_error_statistics()["by_context"].get("data_processing", 0)
     with tracer.start_as_current_span("seed"):
@@ -71,7 +64,7 @@ def test_usage_example(telemetry):
 
 
 def test_configuration_example():
-    code = block("### Configuration")
+    code = block("Error Handling and Recovery / Configuration")
     namespace = {"CircuitBreakerConfig": CircuitBreakerConfig}
     exec(compile("config = " + code.strip(), "seed-config", "exec"), namespace)
     assert namespace["config"] == CircuitBreakerConfig(
@@ -88,7 +81,7 @@ def test_circuit_breaker_stuck_open():
     with pytest.raises(ConnectionError):
         call_service()
     assert get_circuit_breakers()["service_name"].state == "open"
-    exec(compile(block("### Circuit Breaker Stuck Open"), "seed-stuck", "exec"), {})
+    exec(compile(block("Troubleshooting / Circuit Breaker Stuck Open"), "seed-stuck", "exec"), {})
     assert get_circuit_breakers()["service_name"].state == "closed"
 
 
@@ -96,7 +89,8 @@ def test_dead_letter_queue_growing(scratch_dlq):
     dead_letter_queue.add("fetch_tweets", {"since_id": 1}, error=ConnectionError("x"))
     dead_letter_queue.add("fetch_tweets", {"since_id": 2}, error=ConnectionError("y"))
     namespace: dict = {}
-    exec(compile(block("### Dead Letter Queue Growing"), "seed-dlq", "exec"), namespace)
+    code = block("Troubleshooting / Dead Letter Queue Growing")
+    exec(compile(code, "seed-dlq", "exec"), namespace)
     assert [op.payload for op in namespace["failed_ops"]] == [{"since_id": 1}, {"since_id": 2}]
     assert dead_letter_queue.count() == 0
     assert scratch_dlq.exists()

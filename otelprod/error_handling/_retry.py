@@ -171,8 +171,11 @@ class _Policy:
                       error=exc, metadata={semconv.RETRY_NAME: self.name, "attempts": attempts})
         except Exception as dlq_error:
             _log.warning("could not dead-letter the arguments of %s: %s", self.name, dlq_error)
+            note = f"otelprod: not dead-lettered: {dlq_error}"
             if hasattr(exc, "add_note"):
-                exc.add_note(f"otelprod: not dead-lettered: {dlq_error}")
+                exc.add_note(note)
+            else:  # Python 3.10: PEP 678's attribute, as the exceptiongroup backport sets it
+                exc.__notes__ = [*getattr(exc, "__notes__", ()), note]  # type: ignore[attr-defined]
 
     # --- the calls -------------------------------------------------------------------
     def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
