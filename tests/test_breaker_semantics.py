@@ -1,11 +1,16 @@
 """Breaker semantics of issue 17: half-open under light traffic, no state races,
-generators counted when they end, cancellations not counted."""
+generators counted when they end, cancellations not counted; and a forked child."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import sys
 import threading
+import time
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -22,6 +27,7 @@ from otelprod.error_handling import (
     remove_breaker_state_listener,
     with_circuit_breaker,
 )
+from otelprod.error_handling._breaker_engine import reset_after_fork
 from otelprod.error_handling.pybreaker_compat import CircuitBreaker as DropIn
 from tests.error_handling_helpers import FakeClock, forget_new_breakers  # noqa: F401
 
@@ -350,3 +356,47 @@ def test_a_cancelled_trial_gives_its_slot_back(clock):
 
     assert asyncio.run(main()) == "ok"
     assert b.state == S.CLOSED
+
+
+# --- a forked child ---------------------------------------------------------------------------
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
+def test_reset_after_fork_frees_a_lock_a_parent_thread_held(clock):
+    """Not registered at fork by the breaker itself: the fork registry calls it."""
+    b = CircuitBreaker("fork.lock", CircuitBreakerConfig(failure_threshold=1), clock=clock)
+    engine = b._engine
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with engine._mutex:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads, on purpose
+        pid = os.fork()
+    if pid == 0:  # the child: the holder thread does not exist here, its lock stays held
+        code = 3
+        try:
+            reset_after_fork()
+            with contextlib.suppress(ConnectionError):
+                b.call(boom)  # a failure takes the lock: without the reset this hangs
+            code = 0 if b.state == S.OPEN else 4
+        finally:
+            os._exit(code)
+    release.set()
+    holder.join(30)
+    deadline = time.monotonic() + 60
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung on the breaker's lock")
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert b.state == S.CLOSED  # the child's failure stayed in the child

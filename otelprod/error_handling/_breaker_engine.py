@@ -29,24 +29,23 @@ unless ``count_cancellations`` makes it a failure as pybreaker does.
 
 from __future__ import annotations
 
-import threading
+import time
 import types
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import pybreaker
-from opentelemetry.metrics import CallbackOptions, Observation
 
 from otelprod import semconv
 from otelprod._compat import pybreaker as compat
-from otelprod._telemetry import meter
 from otelprod.error_handling._breaker_events import (
     BreakerTransition,
     TransitionReason,
     call_counters,
     publish,
     publish_rejection,
+    track,
+    tracked,
 )
 from otelprod.error_handling._breaker_storage import state_store
 from otelprod.error_handling._common import safely
@@ -107,8 +106,6 @@ class BreakerEngine(pybreaker.CircuitBreaker):
                  half_open_max_calls: int | None = None, half_open_timeout: float | None = None,
                  count_cancellations: bool = False,
                  clock: Callable[[], float] | None = None) -> None:
-        import time
-
         storage = state_storage or pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
         super().__init__(fail_max, reset_timeout, success_threshold, exclude, listeners,
                          storage, name, throw_new_error_on_trip)
@@ -131,8 +128,7 @@ class BreakerEngine(pybreaker.CircuitBreaker):
         self.observed_as: str | None = None  # the name the state gauge reports it under
         self._relabel()
         self._update_express()
-        with _engines_lock:
-            _engines.add(self)
+        track(self)
 
     # --- settings --------------------------------------------------------------------------
     @property
@@ -524,35 +520,7 @@ _DEFERRED: dict[type, Callable[..., Any]] = {
     types.CoroutineType: _coroutine}
 
 
-# --- every live engine: the state gauge, and a forked child's reset ---------------------------
-_engines: weakref.WeakSet[BreakerEngine] = weakref.WeakSet()
-_engines_lock = threading.Lock()
-
-
-def _observe_states(_options: CallbackOptions) -> list[Observation]:
-    with _engines_lock:
-        engines = list(_engines)
-    out, seen = [], set()
-    for engine in engines:
-        name = engine.observed_as
-        if name is None or name in seen:
-            continue
-        try:
-            current = engine.state_name()
-        except Exception:
-            continue
-        seen.add(name)
-        for state in State.ALL:
-            out.append(Observation(1 if state == current else 0, {
-                semconv.CIRCUITBREAKER_NAME: name, semconv.CIRCUITBREAKER_STATE: state}))
-    return out
-
-
-meter.create_observable_gauge(
-    semconv.METRIC_CIRCUITBREAKER_STATE, callbacks=[_observe_states], unit="{state}",
-    description="1 for the breaker's current state, 0 for the others.")
-
-
+# --- a forked child -----------------------------------------------------------------------
 def reset_after_fork() -> None:
     """In a forked child: fresh locks, no trials or transitions inherited from the parent.
 
@@ -560,10 +528,9 @@ def reset_after_fork() -> None:
     and the parent's trials in flight never settle there. Meant for the
     process's fork registry (after_in_child); not registered here.
     """
-    global _engines_lock
-    _engines_lock = threading.Lock()
-    for engine in list(_engines):
+    for engine in tracked(after_fork=True):
         compat.renew_lock(engine)
         engine._mutex = compat.lock(engine)
         engine._trials = []
         engine._pending = []
+        engine._update_express()

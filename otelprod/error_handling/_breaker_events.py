@@ -4,16 +4,21 @@ A state change becomes one ``BreakerTransition``; ``publish`` turns it into a
 ``circuitbreaker.state_change`` span event, a ``circuitbreaker.transitions``
 count and a log line, then hands it to every listener added with
 ``add_breaker_state_listener`` (a ``BreakerListener``: any callable taking the
-record). Calls are tallied per result and read by an observable counter.
+record). Calls are tallied per result and read by an observable counter;
+every live breaker is tracked, and those with a name to report under
+(``observed_as``) are in the state gauge.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
+
+from opentelemetry.metrics import CallbackOptions, Observation
 
 from otelprod import semconv
 from otelprod._telemetry import add_event, meter
@@ -120,3 +125,44 @@ def publish(change: BreakerTransition) -> None:
 def publish_rejection(name: str, state: str) -> None:
     add_event(semconv.EVENT_CIRCUITBREAKER_REJECTED, {
         semconv.CIRCUITBREAKER_NAME: name, semconv.CIRCUITBREAKER_STATE: state})
+
+
+# --- every live breaker: the state gauge ------------------------------------------------------
+_breakers: weakref.WeakSet[Any] = weakref.WeakSet()
+_breakers_lock = threading.Lock()
+
+
+def track(breaker: Any) -> None:
+    """Track a breaker engine (``observed_as``, ``state_name()``) while it lives."""
+    with _breakers_lock:
+        _breakers.add(breaker)
+
+
+def tracked(*, after_fork: bool = False) -> list[Any]:
+    global _breakers_lock
+    if after_fork:  # a parent thread may have held the lock at fork()
+        _breakers_lock = threading.Lock()
+    with _breakers_lock:
+        return list(_breakers)
+
+
+def _observe_states(_options: CallbackOptions) -> list[Observation]:
+    out, seen = [], set()
+    for breaker in tracked():
+        name = breaker.observed_as
+        if name is None or name in seen:
+            continue
+        try:
+            current = breaker.state_name()
+        except Exception:  # e.g. Redis unreachable: no point rather than a failed collection
+            continue
+        seen.add(name)
+        for state in State.ALL:
+            out.append(Observation(1 if state == current else 0, {
+                semconv.CIRCUITBREAKER_NAME: name, semconv.CIRCUITBREAKER_STATE: state}))
+    return out
+
+
+meter.create_observable_gauge(
+    semconv.METRIC_CIRCUITBREAKER_STATE, callbacks=[_observe_states], unit="{state}",
+    description="1 for the breaker's current state, 0 for the others.")
