@@ -823,3 +823,62 @@ class TestCircuitBreakerContextManager:
 
 def test_it_is_a_pybreaker_circuit_breaker():
     assert issubclass(DropIn, pybreaker.CircuitBreaker)
+
+
+# --- beyond pybreaker's suite: what the drop-in adds ---------------------------------------------
+def test_the_drop_in_emits_otelprod_telemetry(telemetry):
+    from otelprod import semconv
+    from otelprod._telemetry import tracer
+    from tests.error_handling_helpers import value
+
+    breaker = DropIn(fail_max=1, name="dropin.telemetry", clock=FakeClock())
+    with tracer.start_as_current_span("work"):
+        with pytest.raises(CircuitBreakerError):
+            breaker.call(fail)
+        with pytest.raises(CircuitBreakerError):
+            breaker.call(succeed)
+    (span,) = telemetry.spans("work")
+    assert [e.name for e in span.events] == ["circuitbreaker.state_change",
+                                             "circuitbreaker.rejected"]
+    name = {semconv.CIRCUITBREAKER_NAME: "dropin.telemetry"}
+    metrics = telemetry.metrics()
+    calls = semconv.METRIC_CIRCUITBREAKER_CALLS
+    assert value(metrics, calls, {**name, semconv.CIRCUITBREAKER_RESULT: "failure"}) == 1
+    assert value(metrics, calls, {**name, semconv.CIRCUITBREAKER_RESULT: "rejected"}) == 1
+    assert value(metrics, semconv.METRIC_CIRCUITBREAKER_STATE,
+                 {**name, semconv.CIRCUITBREAKER_STATE: "open"}) == 1
+
+
+def test_calls_through_the_drop_in_are_not_serialised():
+    breaker = DropIn()
+    barrier = threading.Barrier(4, timeout=30)  # all four must be inside the call at once
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            breaker.call(barrier.wait)
+        except BaseException as exc:
+            errors.append(exc)
+
+    ThreadCases().start_threads(work, 4)
+    assert errors == []
+
+
+def test_a_decorated_method_binds_self_and_a_broken_listener_breaks_nothing():
+    class Broken(CircuitBreakerListener):
+        def before_call(self, cb, func, *args, **kwargs):
+            raise RuntimeError("listener bug")
+
+        def state_change(self, cb, old_state, new_state):
+            raise RuntimeError("listener bug")
+
+    breaker = DropIn(fail_max=1, listeners=[Broken()], clock=FakeClock())
+
+    class Client:
+        @breaker
+        def get(self, key: str) -> str:
+            return f"{type(self).__name__}:{key}"
+
+    assert Client().get("k") == "Client:k"
+    breaker.open()  # the listener's error is logged, the transition made
+    assert breaker.current_state == "open"

@@ -136,8 +136,6 @@ class CircuitBreaker:
             throw_new_error_on_trip=False, half_open_max_calls=config.half_open_max_calls,
             half_open_timeout=config.half_open_timeout,
             count_cancellations=config.count_cancellations, clock=self._clock)
-        self._call = self._engine.sync_core()
-        self._call_async = self._engine.async_core()
 
     # --- state ------------------------------------------------------------------------
     @property
@@ -187,11 +185,11 @@ class CircuitBreaker:
         A generator or coroutine that ``fn`` returns is admitted now and
         counted when it ends.
         """
-        return self._call(fn, *args, **kwargs)
+        return self._engine._core(fn, *args, **kwargs)
 
     async def call_async(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Await ``fn(*args, **kwargs)`` through the breaker."""
-        return await self._call_async(fn, *args, **kwargs)
+        return await self._engine._async_core(fn, *args, **kwargs)
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.name!r} {self.state}>"

@@ -98,6 +98,8 @@ class BreakerEngine(pybreaker.CircuitBreaker):
     ``count_cancellations`` and ``clock`` (seconds, default ``time.time``).
     """
 
+    gauged_by_name = False
+
     def __init__(self, fail_max: int = 5, reset_timeout: float = 60,
                  success_threshold: int = 1, exclude: Any = None,
                  listeners: Sequence[pybreaker.CircuitBreakerListener] | None = None,
@@ -125,9 +127,12 @@ class BreakerEngine(pybreaker.CircuitBreaker):
         # pybreaker's listeners, kept as a tuple so that each call reads it without a copy
         self._watchers: tuple[Any, ...] = self.listeners
         self._express: Any = None  # see _update_express
-        self.observed_as: str | None = None  # the name the state gauge reports it under
+        #: the name the state gauge reports it under (None: not in the gauge)
+        self.observed_as: str | None = name if self.gauged_by_name else None
         self._relabel()
         self._update_express()
+        self._core = self.sync_core()  # call() and call_async()
+        self._async_core = self.async_core()
         track(self)
 
     # --- settings --------------------------------------------------------------------------

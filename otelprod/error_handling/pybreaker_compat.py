@@ -93,11 +93,8 @@ class CircuitBreaker(BreakerEngine):
         none); a named breaker is in the ``circuitbreaker.state`` gauge.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.observed_as = self.name
-        self._core = self.sync_core()
-        self._async_core = self.async_core()
+    #: in the ``circuitbreaker.state`` gauge under its name (when it has one)
+    gauged_by_name = True
 
     @property  # type: ignore[override]
     def name(self) -> str | None:
