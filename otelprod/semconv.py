@@ -61,6 +61,9 @@ CIRCUITBREAKER_STATE_PREVIOUS: Final = "circuitbreaker.state.previous"
 CIRCUITBREAKER_RESULT: Final = "circuitbreaker.result"
 EVENT_CIRCUITBREAKER_STATE_CHANGE: Final = "circuitbreaker.state_change"
 EVENT_CIRCUITBREAKER_REJECTED: Final = "circuitbreaker.rejected"
+#: why the state changed (on circuitbreaker.state_change): failure_threshold, trial_failed,
+#: trial_hung, timeout_elapsed, success_threshold, manual, shared_state
+CIRCUITBREAKER_TRANSITION_REASON: Final = "circuitbreaker.transition.reason"
 
 
 class CircuitBreakerState:
@@ -74,6 +77,10 @@ class CircuitBreakerResult:
     SUCCESS: Final = "success"
     FAILURE: Final = "failure"
     REJECTED: Final = "rejected"
+    #: ended by cancellation (asyncio.CancelledError, KeyboardInterrupt, a closed
+    #: generator...): neither a success nor a failure unless count_cancellations
+    CANCELLED: Final = "cancelled"
+    ALL: Final = ("success", "failure", "rejected", "cancelled")
 
 
 # --- rate limiter and backpressure --------------------------------------------

@@ -12,9 +12,11 @@ import pytest
 from otelprod import semconv
 from otelprod._telemetry import tracer
 from otelprod.error_handling import (
+    BreakerTransition,
     CircuitBreaker,
     CircuitBreakerConfig,
     CircuitBreakerOpenError,
+    TransitionReason,
     add_breaker_state_listener,
     circuit_breaker,
     error_handler,
@@ -203,12 +205,14 @@ def test_registry_by_name_with_default_config():
 def test_config_errors_name_key_type_and_range():
     with pytest.raises(ConfigurationError) as err:
         CircuitBreakerConfig(failure_threshold=0, timeout=-1.0, half_open_timeout=0,
-                             success_threshold=3, half_open_max_calls=2, redis_url="localhost")
+                             success_threshold=3, half_open_max_calls=0, redis_url="localhost",
+                             count_cancellations="yes")
     text = str(err.value)
     assert "CircuitBreakerConfig.failure_threshold must be an int >= 1, got 0 (int)" in text
     assert "CircuitBreakerConfig.timeout must be a finite number >= 0, got -1.0 (float)" in text
     assert "CircuitBreakerConfig.half_open_timeout must be a finite number > 0" in text
-    assert "CircuitBreakerConfig.half_open_max_calls must be an int >= 3, got 2 (int)" in text
+    assert "CircuitBreakerConfig.half_open_max_calls must be an int >= 1, got 0 (int)" in text
+    assert "CircuitBreakerConfig.count_cancellations must be True or False, got 'yes'" in text
     assert "CircuitBreakerConfig.redis_url must be None or a redis:// URL" in text
     with pytest.raises(ConfigurationError, match="non-empty str"):
         CircuitBreaker("")
@@ -256,24 +260,32 @@ def test_transitions_rejections_and_calls_as_telemetry(telemetry, clock):
 
 
 def test_state_listeners_hear_every_change_and_cannot_break_calls(clock):
-    heard: list[tuple[str, str, str]] = []
+    heard: list[BreakerTransition] = []
 
-    def listener(name: str, previous: str, new: str) -> None:
-        heard.append((name, previous, new))
-
-    def broken(name: str, previous: str, new: str) -> None:
+    def broken(change: BreakerTransition) -> None:
         raise RuntimeError("listener bug")
 
-    add_breaker_state_listener(listener)
+    add_breaker_state_listener(heard.append)
     add_breaker_state_listener(broken)
     try:
-        b = CircuitBreaker("tel.listen", CircuitBreakerConfig(failure_threshold=1), clock=clock)
+        b = CircuitBreaker("tel.listen", CircuitBreakerConfig(failure_threshold=1, timeout=10),
+                           clock=clock)
         trip(b)
+        clock.advance(10)
+        b.call(ok)
         b.reset()
     finally:
-        remove_breaker_state_listener(listener)
+        remove_breaker_state_listener(heard.append)
         remove_breaker_state_listener(broken)
-    assert heard == [("tel.listen", "closed", "open"), ("tel.listen", "open", "closed")]
+    R = TransitionReason
+    assert heard == [
+        BreakerTransition("tel.listen", "closed", "open", R.FAILURE_THRESHOLD, 1_000_000.0),
+        BreakerTransition("tel.listen", "open", "half_open", R.TIMEOUT_ELAPSED, 1_000_010.0),
+        BreakerTransition("tel.listen", "half_open", "closed", R.MANUAL, 1_000_010.0)]
+    with pytest.raises(AttributeError):
+        heard[0].new = "closed"  # type: ignore[misc]  # frozen: one record for every listener
+    with pytest.raises(ConfigurationError, match="listener must be callable, got 'x'"):
+        add_breaker_state_listener("x")  # type: ignore[arg-type]
 
 
 def test_fallback_on_rejection_and_on_failure(telemetry, clock):

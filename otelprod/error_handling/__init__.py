@@ -7,7 +7,9 @@ and a durable dead-letter queue.
     @with_retry(RetryConfig(max_attempts=3, base_delay=1.0))
     def fetch_tweets(): ...
 
-Retries run on tenacity and breakers on pybreaker; what they do shows up as
+Retries run on tenacity and breakers on pybreaker (code written for
+``pybreaker.CircuitBreaker`` can switch to ``pybreaker_compat.CircuitBreaker``);
+what they do shows up as
 span events (``retry``, ``circuitbreaker.state_change``, ``fallback``, …)
 and metrics named in ``otelprod.semconv``.
 """
@@ -17,9 +19,12 @@ from __future__ import annotations
 from typing import Any
 
 from otelprod.error_handling._breaker import (
+    BreakerListener,
+    BreakerTransition,
     CircuitBreaker,
     CircuitBreakerConfig,
     CircuitBreakerOpenError,
+    TransitionReason,
     add_breaker_state_listener,
     circuit_breaker,
     get_circuit_breaker,
@@ -70,6 +75,8 @@ def status_report() -> dict[str, Any]:
 
 
 __all__ = [
+    "BreakerListener",
+    "BreakerTransition",
     "CircuitBreaker",
     "CircuitBreakerConfig",
     "CircuitBreakerError",
@@ -80,6 +87,7 @@ __all__ = [
     "ErrorSeverity",
     "ReplayResult",
     "RetryConfig",
+    "TransitionReason",
     "add_breaker_state_listener",
     "circuit_breaker",
     "configure_dead_letter_queue",

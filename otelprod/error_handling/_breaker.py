@@ -1,75 +1,74 @@
-"""Circuit breakers on pybreaker whose lock covers state changes only.
+"""Named circuit breakers: config, registry, and the ``with_circuit_breaker`` decorator.
 
-pybreaker runs the guarded call while holding the breaker's lock, so one
-breaker serialises every thread that passes through it, and it has no
-asyncio support. Here pybreaker keeps the state machine (its state objects,
-counters, storage, including the Redis storage shared between processes,
-and its listeners), while the call itself runs outside the lock:
-
-1. *admit* (lock only off the closed fast path): reject while open, move to
-   half-open after ``timeout``, admit at most ``half_open_max_calls`` trial
-   calls, and reopen when half-open outlasts ``half_open_timeout``;
-2. run the call, unlocked, sync or ``async``;
-3. *record* the outcome (lock) through pybreaker's own state object, but only
-   if the breaker is still in the state that admitted the call: a slow call
-   admitted while closed must not decide a later half-open trial.
+The state machine and the unlocked call path are in ``_breaker_engine``
+(pybreaker underneath); transitions reach telemetry and listeners through
+``_breaker_events``. This module gives each breaker a name and a validated
+``CircuitBreakerConfig``, keeps the registry that status reports and the
+state gauge read, and decorates sync, ``async`` and generator functions.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 import pybreaker
-from opentelemetry.metrics import CallbackOptions, Observation
 
 from otelprod import semconv
-from otelprod._telemetry import add_event, meter
+from otelprod.error_handling._breaker_engine import BreakerEngine, CircuitBreakerOpenError
+from otelprod.error_handling._breaker_events import (
+    BreakerListener,
+    BreakerTransition,
+    TransitionReason,
+    add_breaker_state_listener,
+    calls,
+    remove_breaker_state_listener,
+)
 from otelprod.error_handling._common import (
-    Tally,
-    _log,
     await_in_own_span,
     call_in_own_span,
     mark_ours,
     no_active_span,
     qualname,
-    safely,
     unwrap_ours,
 )
-from otelprod.error_handling._fallback import MISSING, ainvoke_fallback, invoke_fallback
+from otelprod.error_handling._fallback import MISSING
 from otelprod.error_handling._validate import Checker
-from otelprod.errors import ConfigurationError, OtelprodError
+from otelprod.errors import ConfigurationError
 
 F = TypeVar("F", bound=Callable[..., Any])
 State = semconv.CircuitBreakerState
 Result = semconv.CircuitBreakerResult
 
-#: pybreaker's state names -> the semantic-convention ones
-_CLOSED = pybreaker.CircuitClosedState
-_STATE_NAMES = {pybreaker.STATE_CLOSED: State.CLOSED, pybreaker.STATE_OPEN: State.OPEN,
-                pybreaker.STATE_HALF_OPEN: State.HALF_OPEN}
+__all__ = ["BreakerListener", "BreakerTransition", "CircuitBreaker", "CircuitBreakerConfig",
+           "CircuitBreakerOpenError", "TransitionReason", "add_breaker_state_listener",
+           "circuit_breaker", "get_circuit_breaker", "get_circuit_breakers",
+           "remove_breaker_state_listener", "unregister_circuit_breaker", "with_circuit_breaker"]
 
 
 @dataclass(frozen=True)
 class CircuitBreakerConfig:
     """When to open, how long to stay open, and how to probe for recovery.
 
-    Opens after ``failure_threshold`` consecutive failures; after ``timeout``
-    seconds the next call moves it to half-open, which admits at most
-    ``half_open_max_calls`` trial calls (default: ``success_threshold``) and
-    closes after ``success_threshold`` successes. A failed trial reopens it,
-    and so does staying half-open longer than ``half_open_timeout`` seconds.
+    Opens after ``failure_threshold`` consecutive failures. After ``timeout``
+    seconds the next call moves it to half-open, where calls are trials, at
+    most ``half_open_max_calls`` in flight at once (default:
+    ``success_threshold``). It closes after ``success_threshold`` successful
+    trials, however far apart they come. A failed trial reopens it, and so
+    does a trial still running ``half_open_timeout`` seconds after it started.
+    A call ended by cancellation (``asyncio.CancelledError``,
+    ``KeyboardInterrupt``, a generator closed early) counts as neither success
+    nor failure unless ``count_cancellations``.
+
     ``redis_url`` shares the state between processes and replicas through
     pybreaker's Redis storage (keys namespaced by the breaker's name). Each
     call then reads the state from Redis, synchronously, also for ``async``
-    callers; the half-open trial bound is counted per process.
+    callers; the bound on trials in flight is per process.
     """
 
     failure_threshold: int = 5
@@ -78,6 +77,7 @@ class CircuitBreakerConfig:
     half_open_timeout: float = 30.0
     half_open_max_calls: int | None = None
     redis_url: str | None = None
+    count_cancellations: bool = False
 
     def __post_init__(self) -> None:
         check = Checker("CircuitBreakerConfig")
@@ -86,12 +86,12 @@ class CircuitBreakerConfig:
         check.number("timeout", self.timeout, 0)
         check.number("half_open_timeout", self.half_open_timeout, 0, exclusive=True)
         if self.half_open_max_calls is not None:
-            minimum = self.success_threshold if isinstance(self.success_threshold, int) else 1
-            check.integer("half_open_max_calls", self.half_open_max_calls, minimum)
+            check.integer("half_open_max_calls", self.half_open_max_calls, 1)
         if self.redis_url is not None and not (
                 isinstance(self.redis_url, str)
                 and self.redis_url.startswith(("redis://", "rediss://", "unix://"))):
             check._bad("redis_url", self.redis_url, "None or a redis:// URL")
+        check.boolean("count_cancellations", self.count_cancellations)
         check.done()
 
     @property
@@ -99,65 +99,8 @@ class CircuitBreakerConfig:
         return self.half_open_max_calls or self.success_threshold
 
 
-class CircuitBreakerOpenError(OtelprodError, pybreaker.CircuitBreakerError):
-    """The breaker rejected the call without running it."""
-
-    def __init__(self, name: str, state: str, retry_after: float | None) -> None:
-        self.name = name
-        self.state = state
-        self.retry_after = retry_after
-        when = f"; retry in {retry_after:.1f} s" if retry_after else ""
-        super().__init__(f"circuit breaker {name!r} is {state}: call rejected{when}")
-
-
-_calls = Tally((semconv.CIRCUITBREAKER_NAME, semconv.CIRCUITBREAKER_RESULT))
-_transitions = meter.create_counter(
-    semconv.METRIC_CIRCUITBREAKER_TRANSITIONS, unit="{transition}",
-    description="Circuit breaker state changes, by the new state.")
 _registry: dict[str, CircuitBreaker] = {}
 _registry_lock = threading.Lock()
-_state_listeners: list[Callable[[str, str, str], Any]] = []
-
-
-def _observe_states(_options: CallbackOptions) -> list[Observation]:
-    out = []
-    for breaker in list(_registry.values()):
-        try:
-            current = breaker.state
-        except Exception:
-            continue
-        for state in State.ALL:
-            out.append(Observation(1 if state == current else 0, {
-                semconv.CIRCUITBREAKER_NAME: breaker.name, semconv.CIRCUITBREAKER_STATE: state}))
-    return out
-
-
-meter.create_observable_gauge(
-    semconv.METRIC_CIRCUITBREAKER_STATE, callbacks=[_observe_states], unit="{state}",
-    description="1 for the breaker's current state, 0 for the others.")
-meter.create_observable_counter(
-    semconv.METRIC_CIRCUITBREAKER_CALLS, callbacks=[_calls.observe], unit="{call}",
-    description="Calls through circuit breakers, by result.")
-
-
-class _PyBreaker(pybreaker.CircuitBreaker):
-    """pybreaker's breaker, timing its open state by our (injectable) clock."""
-
-    clock: Callable[[], float] = time.time
-
-    def open(self) -> bool:
-        with self._lock:
-            self._state_storage.opened_at = datetime.fromtimestamp(self.clock(), timezone.utc)
-            self.state = self._state_storage.state = pybreaker.STATE_OPEN  # type: ignore[assignment]
-            return self._throw_new_error_on_trip
-
-
-class _Listener(pybreaker.CircuitBreakerListener):
-    def __init__(self, owner: CircuitBreaker) -> None:
-        self.owner = owner
-
-    def state_change(self, cb: Any, old_state: Any, new_state: Any) -> None:
-        self.owner._on_state_change(old_state.name if old_state else None, new_state.name)
 
 
 class CircuitBreaker:
@@ -187,191 +130,79 @@ class CircuitBreaker:
             storage = pybreaker.CircuitRedisStorage(
                 pybreaker.STATE_CLOSED, redis.Redis.from_url(config.redis_url),
                 namespace=f"otelprod:{name}")
-        self._pending: list[tuple[str | None, str]] = []
-        self._trials = 0
-        self._half_open_since: float | None = None
-        self._cb = _PyBreaker(
+        self._engine = BreakerEngine(
             fail_max=config.failure_threshold, reset_timeout=config.timeout,
             success_threshold=config.success_threshold, state_storage=storage, name=name,
-            listeners=[_Listener(self)], throw_new_error_on_trip=False)
-        self._cb.clock = self._clock
-        self._storage = self._cb._state_storage
-        self._lock = self._cb._lock  # pybreaker's own RLock: its transitions nest inside ours
-        # Memory state changes only through this object: no need to re-read it per call.
-        self._local = isinstance(self._storage, pybreaker.CircuitMemoryStorage)
-        self._count_success = _calls.counter((name, Result.SUCCESS))
-        self._count_failure = _calls.counter((name, Result.FAILURE))
-        self._count_rejected = _calls.counter((name, Result.REJECTED))
+            throw_new_error_on_trip=False, half_open_max_calls=config.half_open_max_calls,
+            half_open_timeout=config.half_open_timeout,
+            count_cancellations=config.count_cancellations, clock=self._clock)
 
     # --- state ------------------------------------------------------------------------
     @property
     def state(self) -> str:
         """The current state as a semantic-convention value (closed / open / half_open)."""
-        name = self._cb.state.name
-        self._flush()
-        return _STATE_NAMES[name]
+        return self._engine.state_name()
 
     @property
     def failure_count(self) -> int:
-        return self._storage.counter
+        return self._engine.fail_counter
 
     def status(self) -> dict[str, Any]:
         """A JSON-serialisable snapshot for status reports."""
+        engine = self._engine
         state = self.state
-        opened_at = self._storage.opened_at
+        opened_at = engine._store.opened_at()
         retry_after = None
         if state == State.OPEN and opened_at is not None:
-            retry_after = max(0.0, opened_at.timestamp() + self.config.timeout - self._clock())
+            retry_after = max(0.0, engine.retry_at() - self._clock())
         return {
             "name": self.name, "state": state,
-            "failure_count": self._storage.counter,
-            "success_count": self._storage.success_counter,
+            "failure_count": engine.fail_counter,
+            "success_count": engine.success_counter,
             "failure_threshold": self.config.failure_threshold,
             "success_threshold": self.config.success_threshold,
             "timeout": self.config.timeout, "half_open_timeout": self.config.half_open_timeout,
-            "opened_at": opened_at.timestamp() if opened_at else None,
+            "opened_at": opened_at,
             "retry_after": retry_after,
-            "storage": self._storage.name,
-            "calls": {r: _calls.get((self.name, r))
-                      for r in (Result.SUCCESS, Result.FAILURE, Result.REJECTED)},
+            "storage": engine._storage.name,
+            "calls": {r: calls.get((self.name, r)) for r in Result.ALL},
         }
 
     def reset(self) -> None:
         """Close the breaker and forget its counts (the seed's "stuck open" remedy)."""
-        with self._lock:
-            self._cb.close()
-            self._storage.reset_counter()
-        self._flush()
+        self._engine.close()  # resets both counts
+        self._engine._flush()
 
     def force_open(self) -> None:
         """Open the breaker now, e.g. during maintenance of the dependency."""
-        self._cb.open()
-        self._flush()
+        self._engine.open()
+        self._engine._flush()
 
-    # --- pybreaker listener -> telemetry ------------------------------------------------
-    def _on_state_change(self, old: str | None, new: str) -> None:
-        # Runs under the lock: only bookkeeping here; telemetry and listeners in _flush.
-        self._trials = 0
-        self._half_open_since = self._clock() if new == pybreaker.STATE_HALF_OPEN else None
-        self._pending.append((_STATE_NAMES.get(old) if old else None, _STATE_NAMES[new]))
-
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        with self._lock:
-            pending, self._pending = self._pending, []
-        for previous, new in pending:
-            attrs = {semconv.CIRCUITBREAKER_NAME: self.name, semconv.CIRCUITBREAKER_STATE: new}
-            safely("counting a breaker transition", _transitions.add, 1, attrs)
-            if previous is not None:
-                attrs[semconv.CIRCUITBREAKER_STATE_PREVIOUS] = previous
-            add_event(semconv.EVENT_CIRCUITBREAKER_STATE_CHANGE, attrs)
-            _log.log(logging.WARNING if new == State.OPEN else logging.INFO,
-                     "circuit breaker %r: %s -> %s", self.name, previous, new)
-            for listener in list(_state_listeners):
-                safely("a circuit breaker state listener", listener, self.name,
-                       previous or new, new)
-
-    # --- the three steps of a call --------------------------------------------------------
-    def _admit(self) -> Any:
-        """The pybreaker state object that admits the call, or a CircuitBreakerOpenError."""
-        st = self._cb._state if self._local else self._cb.state
-        if st.__class__ is _CLOSED:
-            if self._pending:
-                self._flush()
-            return st
-        retry_after: float | None = None
-        with self._lock:
-            st = self._cb.state
-            now = self._clock()
-            if st.name == pybreaker.STATE_OPEN:
-                opened_at = self._storage.opened_at
-                until = (opened_at.timestamp() if opened_at else now) + self.config.timeout
-                if now < until:
-                    retry_after = until - now
-                else:
-                    self._cb.half_open()
-                    st = self._cb.state
-            if retry_after is None and st.name == pybreaker.STATE_HALF_OPEN:
-                if self._half_open_since is None:  # went half-open in another process
-                    self._half_open_since = now
-                if now - self._half_open_since >= self.config.half_open_timeout:
-                    self._cb.open()
-                    retry_after = self.config.timeout
-                elif self._trials >= self.config.max_trial_calls:
-                    retry_after = 0.0
-                else:
-                    self._trials += 1
-        self._flush()
-        if retry_after is None:
-            return st
-        self._count_rejected()
-        state = _STATE_NAMES[self._cb.state.name]
-        add_event(semconv.EVENT_CIRCUITBREAKER_REJECTED, {
-            semconv.CIRCUITBREAKER_NAME: self.name, semconv.CIRCUITBREAKER_STATE: state})
-        return CircuitBreakerOpenError(self.name, state, retry_after or None)
-
-    def _succeeded(self, st: Any) -> None:
-        self._count_success()
-        if st.__class__ is _CLOSED and not self._storage.counter:
-            return  # nothing for pybreaker to reset: stay off the lock
-        with self._lock:
-            if self._cb.state is st:
-                st._handle_success()
-        self._flush()
-
-    def _failed(self, st: Any, exc: BaseException) -> None:
-        self._count_failure()
-        with self._lock:
-            if self._cb.state is st:
-                try:
-                    st._handle_error(exc, reraise=False)
-                except BaseException as raised:  # pybreaker re-raises exc when it trips
-                    if raised is not exc:
-                        raise
-        self._flush()
-
-    def _outcome(self, st: Any, exc: BaseException, exclude: tuple[type[BaseException], ...]
-                 ) -> bool:
-        """Record a raised call; True when it counts as a failure (not excluded)."""
-        if (exclude and isinstance(exc, exclude)) or not self._cb.is_system_error(exc):
-            self._succeeded(st)
-            return False
-        self._failed(st, exc)
-        return True
-
-    # --- public call API -------------------------------------------------------------------
+    # --- calls ----------------------------------------------------------------------------
     def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        """Run ``fn(*args, **kwargs)`` through the breaker (raises CircuitBreakerOpenError)."""
-        st = self._admit()
-        if st.__class__ is CircuitBreakerOpenError:
-            raise st
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            self._outcome(st, exc, ())
-            raise
-        self._succeeded(st)
-        return result
+        """Run ``fn(*args, **kwargs)`` through the breaker (raises CircuitBreakerOpenError).
+
+        A generator or coroutine that ``fn`` returns is admitted now and
+        counted when it ends.
+        """
+        return self._engine._core(fn, *args, **kwargs)
 
     async def call_async(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Await ``fn(*args, **kwargs)`` through the breaker."""
-        st = self._admit()
-        if st.__class__ is CircuitBreakerOpenError:
-            raise st
-        try:
-            result = await fn(*args, **kwargs)
-        except BaseException as exc:
-            self._outcome(st, exc, ())
-            raise
-        self._succeeded(st)
-        return result
+        return await self._engine._async_core(fn, *args, **kwargs)
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.name!r} {self.state}>"
 
 
 # --- registry ----------------------------------------------------------------------------
+def _register(breaker: CircuitBreaker) -> CircuitBreaker:
+    """Under _registry_lock: the breaker registered under its name (this one if none)."""
+    registered = _registry.setdefault(breaker.name, breaker)
+    registered._engine.observed_as = registered.name  # in the state gauge
+    return registered
+
+
 def circuit_breaker(name: str, config: CircuitBreakerConfig | None = None, *,
                     clock: Callable[[], float] | None = None) -> CircuitBreaker:
     """The breaker registered as ``name``, created (and registered) on first use.
@@ -387,8 +218,7 @@ def circuit_breaker(name: str, config: CircuitBreakerConfig | None = None, *,
                     f"circuit breaker {name!r} is already registered with {existing.config}; "
                     f"got a different config {config}")
             return existing
-        breaker = _registry[name] = CircuitBreaker(name, config, clock=clock)
-        return breaker
+        return _register(CircuitBreaker(name, config, clock=clock))
 
 
 def get_circuit_breakers() -> dict[str, CircuitBreaker]:
@@ -406,101 +236,71 @@ def get_circuit_breaker(name: str) -> CircuitBreaker:
 
 def unregister_circuit_breaker(name: str) -> None:
     with _registry_lock:
-        _registry.pop(name, None)
-
-
-def add_breaker_state_listener(listener: Callable[[str, str, str], Any]) -> None:
-    """Call ``listener(name, previous_state, new_state)`` on every state change.
-
-    States are semantic-convention values; a listener's exception is logged,
-    never raised into the guarded call.
-    """
-    if listener not in _state_listeners:
-        _state_listeners.append(listener)
-
-
-def remove_breaker_state_listener(listener: Callable[[str, str, str], Any]) -> None:
-    if listener in _state_listeners:
-        _state_listeners.remove(listener)
+        breaker = _registry.pop(name, None)
+        if breaker is not None:
+            breaker._engine.observed_as = None
 
 
 def with_circuit_breaker(name: str | CircuitBreaker, config: CircuitBreakerConfig | None = None,
                          *, fallback: Any = None,
-                         exclude: type[BaseException] | tuple[type[BaseException], ...] = ()
+                         exclude: type[BaseException] | tuple[type[BaseException], ...]
+                         | Callable[[BaseException], bool] = ()
                          ) -> Callable[[F], F]:
-    """Guard the decorated function (sync or ``async def``) with the breaker ``name``.
+    """Guard the decorated function (sync, ``async def`` or generator) with the breaker ``name``.
 
     ``fallback`` (a value, or a callable taking the call's arguments) answers
     instead when the breaker rejects the call or the call fails; exceptions in
-    ``exclude`` are business errors: they propagate but count as successes.
+    ``exclude`` (classes, or a predicate) are business errors: they propagate
+    but count as successes. A generator is admitted when it is created and
+    counted when it is exhausted, fails or is closed; it gets no span of its
+    own, and its fallback answers only a rejection.
     """
     if isinstance(name, CircuitBreaker):
         breaker = name
         with _registry_lock:  # so that it shows in status reports and the state gauge
-            _registry.setdefault(breaker.name, breaker)
+            _register(breaker)
     else:
         breaker = circuit_breaker(name, config)
     check = Checker("with_circuit_breaker")
-    excluded = () if exclude == () else check.exceptions("exclude", exclude)
+    excluded: Any = () if exclude == () else check.exceptions("exclude", exclude)
     check.done()
-    excluded = excluded or ()
+    if excluded is None:  # a predicate
+        excluded = exclude
     fb = MISSING if fallback is None else fallback
-    admit, succeeded, outcome = breaker._admit, breaker._succeeded, breaker._outcome
+    engine = breaker._engine
 
     def decorate(fn: F) -> F:
         span_name = qualname(fn)
-        fb_name = breaker.name
         target = unwrap_ours(fn)
         if inspect.iscoroutinefunction(fn):
-            async def acore(*args: Any, **kwargs: Any) -> Any:
-                st = admit()
-                if st.__class__ is CircuitBreakerOpenError:
-                    if fb is MISSING:
-                        raise st
-                    return await ainvoke_fallback(fb_name, fb, st, args, kwargs)
-                try:
-                    result = await target(*args, **kwargs)
-                except BaseException as exc:
-                    if outcome(st, exc, excluded) and fb is not MISSING and isinstance(
-                            exc, Exception):
-                        return await ainvoke_fallback(fb_name, fb, exc, args, kwargs)
-                    raise
-                succeeded(st)
-                return result
+            acore = engine.async_core(excluded, fb, breaker.name)
+            abound = functools.partial(acore, target)
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 if no_active_span():
-                    return await await_in_own_span(span_name, acore, *args, **kwargs)
-                return await acore(*args, **kwargs)
+                    return await await_in_own_span(span_name, abound, *args, **kwargs)
+                return await acore(target, *args, **kwargs)
 
             async_wrapper.circuit_breaker = breaker  # type: ignore[attr-defined]
-            mark_ours(async_wrapper, acore)
+            mark_ours(async_wrapper, abound)
             return async_wrapper  # type: ignore[return-value]
 
-        def core(*args: Any, **kwargs: Any) -> Any:
-            st = admit()
-            if st.__class__ is CircuitBreakerOpenError:
-                if fb is MISSING:
-                    raise st
-                return invoke_fallback(fb_name, fb, st, args, kwargs)
-            try:
-                result = target(*args, **kwargs)
-            except BaseException as exc:
-                if outcome(st, exc, excluded) and fb is not MISSING and isinstance(exc, Exception):
-                    return invoke_fallback(fb_name, fb, exc, args, kwargs)
-                raise
-            succeeded(st)
-            return result
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if no_active_span():
-                return call_in_own_span(span_name, core, *args, **kwargs)
-            return core(*args, **kwargs)
+        core = engine.sync_core(excluded, fb, breaker.name)
+        bound = functools.partial(core, target)
+        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+            @functools.wraps(fn)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                return core(target, *args, **kwargs)  # no span: it would end before the generator
+        else:
+            @functools.wraps(fn)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                if no_active_span():
+                    return call_in_own_span(span_name, bound, *args, **kwargs)
+                return core(target, *args, **kwargs)
 
         wrapper.circuit_breaker = breaker  # type: ignore[attr-defined]
-        mark_ours(wrapper, core)
+        mark_ours(wrapper, bound)
         return wrapper  # type: ignore[return-value]
 
     return decorate

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from otelprod import _telemetry, semconv
 from otelprod.monitoring._alerts import AlertManager
@@ -21,6 +21,9 @@ from otelprod.monitoring._metrics_facade import MetricsCollector
 from otelprod.monitoring._model import AlertSeverity, HealthCheckResult, HealthStatus
 from otelprod.monitoring._report import build_report
 from otelprod.monitoring._system_metrics import SystemMetrics
+
+if TYPE_CHECKING:
+    from otelprod.error_handling import BreakerTransition
 
 _log = logging.getLogger("otelprod.monitoring")
 
@@ -115,14 +118,16 @@ class MonitoringSystem:
         elif result.status is HealthStatus.HEALTHY:
             self.alert_manager.resolve_by_key(key, "health check recovered")
 
-    def _on_breaker_change(self, name: str, previous: str | None, new: str) -> None:
+    def _on_breaker_change(self, change: BreakerTransition) -> None:
+        name = change.name
         key = f"circuitbreaker:{name}"
-        if new == semconv.CircuitBreakerState.OPEN:
+        if change.new == semconv.CircuitBreakerState.OPEN:
             self.alert_manager.raise_alert(
                 f"Circuit breaker {name} is open",
-                f"{previous or 'closed'} -> open: calls to {name} are rejected until it recovers",
+                f"{change.previous} -> open ({change.reason}): calls to {name} are rejected "
+                "until it recovers",
                 AlertSeverity.ERROR, name, {semconv.CIRCUITBREAKER_NAME: name}, dedup_key=key)
-        elif new == semconv.CircuitBreakerState.CLOSED:
+        elif change.new == semconv.CircuitBreakerState.CLOSED:
             self.alert_manager.resolve_by_key(key, "circuit breaker closed")
 
     def _on_critical_error(self, error: BaseException, context: str, severity: Any,
