@@ -184,6 +184,17 @@ class Prepared:
         return text
 
     @cached_property
+    def sql_text(self) -> str:
+        """What the SQL tokenizer reads: lower-cased, control characters as spaces."""
+        low = self.lower
+        return _CONTROLS.sub(" ", low) if _CONTROLS.search(low) else low
+
+    @property
+    def form_encoded(self) -> bool:
+        """``+`` and no space anywhere: ``+`` probably stands for a space (``1+or+1=1``)."""
+        return "+" in self.raw and " " not in self.raw
+
+    @cached_property
     def sql_variants(self) -> tuple[str, ...]:
         """The views SQL rules run on.
 

@@ -1,17 +1,20 @@
-"""SQL-injection detection: the shapes an injected fragment must take to do anything.
+"""SQL-injection detection: read the input as the database would, then match shapes.
 
 An injection has to *leave* the literal it was put in and then *do*
-something: join another query (``UNION SELECT``), stack a statement, bend a
-condition (``OR 1=1``, ``' OR ''-'``), cut off the rest with a comment, or
-stall the server (``SLEEP``, ``BENCHMARK``, ``WAITFOR DELAY``,
-``pg_sleep``). Each rule describes one of those shapes over decoded,
-lower-cased text in which ``/* … */`` counts as whitespace (and, in a second
-view, as nothing, for ``UN/**/ION``). Words alone (``union``, ``select``,
-``or``) never trigger: "O'connors UNION selected a few" and "10 OR LESS" are
-search queries, not attacks.
+something: bend a condition (``' OR 1=1``), join another query (``UNION
+SELECT``), stack a statement, cut off the rest with a comment, or stall the
+server. ``_sqltokens`` folds the input into a short fingerprint of token
+classes from each place an application could have pasted it (as a number or
+name, or inside ``'…'`` or ``"…"``); the shapes below are regular
+expressions over those fingerprints, so ``1 and cos(3)=sin(4)`` and
+``foo' and 1+2+3=6--`` are the same tautology. Shapes that prose can take
+too (a quote then a comment, a quote then an operator) count only when what
+precedes the quote looks like a single value, as an injected one does.
 
-Every repetition is bounded or stops at a delimiter, so the patterns run in
-linear time on adversarial input.
+A few rules still run as regular expressions over the whole decoded text:
+evidence that means SQL wherever it appears (``UNION SELECT``, ``SLEEP(5)``,
+``xp_cmdshell``, a stacked ``; DROP TABLE``). Every repetition is bounded or
+stops at a delimiter, so all of it runs in linear time.
 """
 
 from __future__ import annotations
@@ -22,38 +25,118 @@ from typing import Any
 from otelprod.validation._decode import Prepared, prepare
 from otelprod.validation._result import Finding
 from otelprod.validation._rules import Gate, excerpt, passes
+from otelprod.validation._sqltokens import fingerprint
 
-_W = r"(?![a-z0-9_$])"  # end of a word
-_NUM = r"[-+]?(?:0x[0-9a-f]{1,64}|\d{1,40}(?:\.\d{0,20})?(?:e[-+]?\d{1,5})?|\.\d{1,20})"
-_STR = r"(?:n?'[^']{0,100}'|\"[^\"]{0,100}\")"
-_VAR = r"@@?[a-z_][a-z0-9_.$]{0,63}"
-_LIT = rf"(?:{_NUM}|{_STR}|(?:true|false|null){_W}|{_VAR})"
-_STR_OPEN = r"(?:'[^']{0,100}$|\"[^\"]{0,100}$)"
-_IDENT = r"[a-z_][a-z0-9_.$]{0,63}"
-_FUNC = r"[a-z_][a-z0-9_.]{0,63}\s*\("
-_WORD_BOOL = rf"(?<![a-z0-9_$])(?:or|and|xor){_W}"
-_BOOL = rf"(?:{_WORD_BOOL}|\|\||&&)"
-_CMP = (
-    r"(?:<=>|<>|!=|>=|<=|==?|>|<"
-    r"|(?<![a-z])(?:not\s+)?(?:like|rlike|regexp|glob|sounds\s+like|is(?:\s+not)?|between)"
-    + _W + r"|(?<![a-z])(?:not\s+)?in\s*\()"
-)
-_ARITH = r"[-+*/%&|^]"
-_RHS = rf"(?:{_LIT}|{_STR_OPEN}|{_FUNC}|\(\s*select{_W})"
-_TERM = r"(?:--(?![a-z0-9])|#\s*$|/\*)"
-_GAP = r"[\s+(]*"  # spaces, URL-style '+', opening parentheses
-_CLOSE = r"[\s+)]*"
-_STRONG_FUNCS = (
-    r"ascii|ord|substr|substring|char_length|exists|elt|extractvalue|updatexml|hex|unhex"
-    r"|conv|current_user|sleep|benchmark|pg_sleep|md5|sha1|rand|floor|cast|convert|concat"
-    r"|concat_ws|unicode|instr|locate|isnull|ifnull|coalesce|load_file|make_set|gtid_subset"
-    r"|lpad|rpad|soundex|crc32|sha2|compress|uncompress|generate_series|current_database"
-)
-_PLAIN_WORD_FUNCS = r"if|iif|mid|length|len|user|version|database|schema|count|char|chr|left|right"
+# --- shapes over fingerprints (classes are listed in _sqltokens) ---------------------------
 
-_BOOL_GATE = re.compile(rf"{_WORD_BOOL}|\|\||&&")
+_V = "[1snvf]"  # a value
+_VS = "[1svf]"  # a value that is not a bare name (prose is full of names)
+_CHAIN = "(?:[o=&][1snvf])"  # operator and value, repeated: an expression
+_SELECT_LIST = rf"(?:o|{_V}(?:k?n)?(?:,{_V}(?:k?n)?)*)"
+_TABLES = r"n(?:k?n)?(?:,n(?:k?n)?)*"
 
-# (rule id, gate, pattern, message)
+_Shape = tuple[str, re.Pattern[str], str]
+
+# after a quote: B is the literal the input closed
+_QUOTED: list[_Shape] = [
+    ("sqli.union_select", re.compile(r"Uk?o?E"), "UNION SELECT joins an attacker's query"),
+    ("sqli.tautology", re.compile(rf"^B(?={_CHAIN}*&)(?={_CHAIN}*=){_CHAIN}+"),
+     "quote closed, then a boolean operator and a comparison"),
+    ("sqli.boolean_comment",
+     re.compile(rf"^B{_CHAIN}*&(?:[1vf]{_CHAIN}*(?:c|;|$)|s{_CHAIN}*[c;])"),
+     "quote closed, then a boolean operator and a value cut off by a comment"),
+    ("sqli.subquery", re.compile(rf"^B{_CHAIN}*[o=&]E"), "quote closed, then a subquery"),
+    ("sqli.stacked_query", re.compile(rf"^B{_CHAIN}*;k?[ET]"),
+     "quote closed, then a second statement"),
+    ("sqli.clause_breakout",
+     re.compile(rf"^B{_CHAIN}*(?:G[1vf]|Gn(?:,n)*(?:g|c|;|$)|g[1vf])"),
+     "quote closed, then ORDER BY / GROUP BY / HAVING / LIMIT"),
+    ("sqli.conditional", re.compile(rf"Cw{_V}{_CHAIN}*w"), "CASE WHEN driving the query"),
+]
+# after a quote, only when the text before the quote is one value (``admin'--``)
+_QUOTED_AFTER_VALUE: list[_Shape] = [
+    ("sqli.comment_breakout", re.compile(rf"^B{_CHAIN}*c$"),
+     "quote closed, then a comment cuts off the rest of the query"),
+    ("sqli.concat_breakout", re.compile(rf"^B{_CHAIN}*[o=&]s$|^B{_CHAIN}+c$"),
+     "quote closed, then an expression that reopens the literal"),
+    ("sqli.statement", re.compile(r"^B(?:E|T[kvn])"),
+     "quote closed, then a whole statement"),
+]
+# read from the start, as a number or a name
+_BARE: list[_Shape] = [
+    ("sqli.union_select", re.compile(r"Uk?o?E"), "UNION SELECT joins an attacker's query"),
+    ("sqli.tautology",
+     re.compile(rf"^{_V}?&(?={_V}{_CHAIN}*=)(?=[^cUgG;]*[1svf]){_V}{_CHAIN}*(?:c|;|$|U|g|G)"
+                r"|^[1sv]=[1sv]&[1sv]"),
+     "boolean operator followed by a comparison"),
+    ("sqli.boolean_comment", re.compile(rf"^{_V}?{_CHAIN}*&{_VS}{_CHAIN}*c"),
+     "boolean operator and a value, then a comment cutting off the query"),
+    ("sqli.blind_function", re.compile(rf"^[1sv]?{_CHAIN}*&f{_CHAIN}*(?:c|;|$)|^[1v]{_CHAIN}*&f"),
+     "boolean operator followed by a function call (blind injection)"),
+    ("sqli.subquery", re.compile(rf"^{_VS}{_CHAIN}*[o=&]E"), "value, operator, then a subquery"),
+    ("sqli.stacked_query", re.compile(rf"^{_V}?;k?(?:E|T(?:[kgFvsc;(]|$|n[skc;=1v]|n$))"),
+     "second statement stacked after a value"),
+    ("sqli.clause_breakout",
+     re.compile(rf"^{_V}?(?:G[1f]|g[1vf])(?:,{_V})*(?:c|$|U|&|;|g)"
+                rf"|^{_V}g(?:{_VS}{_CHAIN}+|n{_CHAIN}*={_VS}|{_VS}(?:,{_V})*[c;U])"
+                rf"|^{_V}F{_TABLES}g"),
+     "ORDER BY / GROUP BY / HAVING / WHERE appended to a value"),
+    ("sqli.conditional", re.compile(rf"Cw{_V}{_CHAIN}*w"), "CASE WHEN driving the query"),
+    ("sqli.statement",
+     re.compile(rf"^E{_SELECT_LIST}F{_TABLES}(?:$|c|;|g(?:[1svf]|n=)|G|U)"
+                r"|^E[1vf](?:,[1svf])*n?(?:$|c|;)"
+                rf"|^E+[1vsf]{_CHAIN}*c|^{_V}?Tnkn="),
+     "a whole SQL statement where a value was expected"),
+]
+_BARE_COMMENT_FP = re.compile(r"[1vfs]c")
+# ``1--``, ``(1)#``: no words before the comment and at most one after it
+_BARE_COMMENT_TEXT = re.compile(r"(?:\s*\(.*|[^a-z]*)(?:--|#|/\*)\s*\S*\s*(?:\*/)?", re.DOTALL)
+_VALUE_PREFIX = re.compile(r"\s*[\w.@$:/-]{1,64}")
+_SHORT_COMMENT = re.compile(r"(?:--|#|/\*)\s*\S*\s*$")
+_REOPEN = re.compile(r"B[o=&]s")
+
+
+def _shape(text: str) -> Finding | None:
+    """The first shape any reading of ``text`` (lower-cased) takes, or None."""
+    fp = fingerprint(text)
+    for rule, pattern, message in _BARE:
+        if pattern.search(fp):
+            return Finding("sqli", rule, message, text[:80])
+    if _BARE_COMMENT_FP.fullmatch(fp) and _BARE_COMMENT_TEXT.fullmatch(text):
+        return Finding("sqli", "sqli.comment_breakout",
+                       "value followed by a comment that cuts off the query", text[:80])
+    for quote in "'\"":
+        at = text.find(quote)
+        if at < 0:
+            continue
+        fp = fingerprint(text, at + 1)
+        for rule, pattern, message in _QUOTED:
+            if pattern.search(fp):
+                return Finding("sqli", rule, message, text[at : at + 80])
+        after_value = (_VALUE_PREFIX.fullmatch(text, 0, at) if at
+                       else text[1:2] in (" ", ")", "\t", "\n"))
+        # the application's closing quote must end a literal the input reopened
+        reopened = text.count(quote, at + 1) % 2 == 1
+        if after_value:
+            for rule, pattern, message in _QUOTED_AFTER_VALUE:
+                if not pattern.search(fp):
+                    continue
+                if rule == "sqli.comment_breakout" and not (at and _SHORT_COMMENT.search(text)):
+                    continue
+                if rule == "sqli.concat_breakout" and fp[-1] == "s" and not reopened:
+                    continue
+                return Finding("sqli", rule, message, text[at : at + 80])
+        elif at and reopened and text[at + 1 : at + 2].isspace() and _REOPEN.fullmatch(fp):
+            # ``A' * 'B``: one operator between the closed literal and a reopened one
+            return Finding("sqli", "sqli.concat_breakout",
+                           "quote closed, then an operator and a reopened literal",
+                           text[at : at + 80])
+    return None
+
+
+# --- regular expressions over the whole decoded text ---------------------------------------
+
+# (rule id, gate, pattern, message); gates are substrings of the lower-cased text
 _RULES: list[tuple[str, Gate, re.Pattern[str], str]] = [
     ("sqli.union_select", ("union",),
      re.compile(
@@ -64,7 +147,8 @@ _RULES: list[tuple[str, Gate, re.Pattern[str], str]] = [
      "UNION SELECT joins an attacker's query"),
     ("sqli.time_delay", ("sleep", "benchmark", "waitfor", "randomblob", "dbms_"),
      re.compile(
-         r"(?<![a-z0-9.])(?:pg_)?sleep\s*\(\s*(?:[\d.]+\s*[),*/+-]|\(|@|select\b|if\s*\(|[a-z_]+\s*\()"
+         r"(?<![a-z0-9.])(?:pg_)?sleep\s*\(\s*(?:[\d.]+\s*(?:[),*/+%-]|div\b|mod\b)|\(|@|select\b"
+         r"|if\s*\(|[a-z_]+\s*\()"
          r"|(?<![a-z0-9_])benchmark\s*\(\s*\d+\s*,"
          r"|(?<![a-z0-9_])waitfor\s+(?:delay|time)\s*['\"]"
          r"|(?<![a-z0-9_])randomblob\s*\(\s*\d"
@@ -72,54 +156,19 @@ _RULES: list[tuple[str, Gate, re.Pattern[str], str]] = [
          r"|dbms_(?:lock\.sleep|pipe\.receive_message)\s*\("
      ),
      "time-delay function (blind injection)"),
-    ("sqli.tautology", _BOOL_GATE,
+    ("sqli.subquery", ("select",),
      re.compile(
-         rf"{_BOOL}{_GAP}{_LIT}{_CLOSE}{_CMP}{_GAP}{_RHS}"
-         rf"|{_WORD_BOOL}{_GAP}{_IDENT}{_CLOSE}{_CMP}{_GAP}(?:{_LIT}|{_STR_OPEN}|{_FUNC})"
-         # x=x, or x=y cut off by a comment
-         rf"|{_WORD_BOOL}{_GAP}([a-z_][a-z0-9_]{{0,30}})[\s)]*=[\s(]*\1(?![a-z0-9_])"
-         rf"|{_WORD_BOOL}{_GAP}{_IDENT}{_CLOSE}{_CMP}{_GAP}{_IDENT}{_CLOSE}{_TERM}"
-     ),
-     "boolean operator followed by a comparison of literals"),
-    ("sqli.boolean_expression", _BOOL_GATE,
-     re.compile(
-         rf"{_BOOL}{_GAP}{_STR}{_CLOSE}{_ARITH}{_GAP}{_RHS}"
-         rf"|{_BOOL}{_GAP}{_STR}\s*{_STR_OPEN}"
-     ),
-     "boolean operator joining string arithmetic onto a broken-out literal"),
-    ("sqli.concat_breakout", ("'", '"'),
-     re.compile(
-         r"\w'\s*(?:\+|\|\|)\s*'[^']{0,100}$|\w\"\s*(?:\+|\|\|)\s*\"[^\"]{0,100}$"
-         rf"|\w['\"]\s*{_CMP}\s*{_LIT}\s*{_CMP}\s*(?:{_LIT}|{_STR_OPEN})"
-     ),
-     "quote closed, then string concatenation or a chain of comparisons reopens it"),
-    ("sqli.boolean_comment", _BOOL_GATE,
-     re.compile(rf"{_BOOL}{_GAP}{_LIT}{_CLOSE}{_TERM}"),
-     "boolean operator and literal, then a comment cutting off the query"),
-    ("sqli.blind_function", _BOOL_GATE,
-     re.compile(
-         rf"{_BOOL}{_GAP}(?:(?:{_STRONG_FUNCS})\s*\(|(?:{_PLAIN_WORD_FUNCS})\()"
-         rf"|{_WORD_BOOL}{_GAP}select\s+[\w@*'\"(),.\s+/%-]{{1,200}}?\s+from\s+\w"
-     ),
-     "boolean operator followed by a probing function (blind injection)"),
-    ("sqli.subquery", ("select", "case"),
-     re.compile(
-         rf"{_BOOL}{_GAP}\(\s*select{_W}"
-         r"|\(\s*select\s+[\w@*'\"(),.\s+/%-]{1,200}?\s+from\s+[\w.$\[\]\"\x60(]"
-         r"|\(\s*select\s*\(|\(\s*select\s+(?:@@|top\s+\d|case\s+when|if\s*\(|(?:char|chr|concat"
-         r"|version|database|user|ascii|substr\w*|count|sleep|benchmark)\s*\()"
-         r"|\(\s*case\s+when\b[^;]{0,200}?\bthen\b"
+         r"\(\s*select\s+[\w@*'\"(),.\s+/%-]{1,200}?\s+from\s+[\w.$\[\]\"\x60(]"
+         r"|\(\s*select\s*\(|\(\s*select\s+(?:@@|top\s+\d|case\s+when|if\s*\(|(?:char|chr"
+         r"|concat|version|database|user|ascii|substr\w*|count|sleep|benchmark)\s*\()"
      ),
      "parenthesised SELECT in an expression"),
     ("sqli.conditional", ("if",),
      re.compile(
-         rf"(?<![a-z0-9_])i?if\s*\(\s*{_LIT}\s*{_CMP}\s*{_LIT}\s*[),]\s*"
-         r"(?:select|waitfor|drop|begin|exec|\d|'|\")"
+         r"(?<![a-z0-9_])i?if\s*\(\s*[\w@'\"]{1,40}\s*(?:=|<>|!=|<|>|like)\s*[\w@'\"]{1,40}"
+         r"\s*[),]\s*(?:select|waitfor|drop|begin|exec|\d|'|\")"
      ),
      "IF(condition) driving a query or a delay"),
-    ("sqli.comment_breakout", ("--", "#", "/*"),
-     re.compile(r"(?:^|[\w)])['\"\x60]\s*\)*\s*(?:--(?![a-z0-9])|#\s*$|/\*)"),
-     "quote closed, then a comment cuts off the rest of the query"),
     ("sqli.stacked_query", (";",),
      re.compile(
          r";\s*(?:begin\s+)?(?:drop\s+(?:table|database|schema|user|view|procedure|function)"
@@ -147,28 +196,29 @@ _RULES: list[tuple[str, Gate, re.Pattern[str], str]] = [
          r"|select\s+(?:current_user|session_user|system_user)\s*(?:;|$|from\b))"
      ),
      "a whole SQL statement where a value was expected"),
-    ("sqli.clause_breakout", ("order", "group", "having", "limit", "procedure"),
+    ("sqli.clause_breakout", ("order", "group", "having", "procedure"),
      re.compile(
-         r"['\"\x60)]\s*(?:order|group)\s+by\s+[\w(@'\"]"
-         r"|['\"\x60)]\s*(?:having|limit)\s+\d"
+         r"['\"\x60)]\s*(?:order|group)\s+by\s+[\d(@]"
          r"|procedure\s+analyse\s*\("
-         rf"|(?<![a-z])having\s+{_LIT}\s*{_CMP}\s*{_LIT}"
+         r"|(?<![a-z])group\s+by\s+[\w.,\s]{1,120}?\s+having\s+[\w'\"]{1,40}\s*="
          r"|(?<![a-z])order\s+by\s+\d+(?:\s*,\s*\d+){0,50}\s*(?:--|#|/\*|$)"
      ),
      "ORDER BY / GROUP BY / HAVING appended after a broken-out value"),
     ("sqli.dangerous_function", (
-         "@@", "information_schema", "sqlite_master", "sysobjects", "syscolumns", "mysql.", "pg_",
-         "all_", "user_tab", "dba_", "sysibm", "syscat", "xp_", "sp_", "load_file", "extractvalue",
-         "updatexml", "name_const", "lo_import", "outfile", "dumpfile", "utl_", "dbms_", "char",
-         "chr", "concat", "convert", "version", "database", "current_", "_user", "connection_id",
-         "last_insert_id",
+         "@@", "information_schema", "sys", "mysql.", "pg_", "all_", "user_", "dba_", "xp_",
+         "sp_", "load_file", "extractvalue", "updatexml", "name_const", "lo_import", "outfile",
+         "dumpfile", "utl_", "dbms_", "char", "chr", "concat", "convert", "version", "database",
+         "current_", "_user", "connection_id", "last_insert_id",
      ),
      re.compile(
          r"@@(?:version|datadir|hostname|basedir|servername|language|spid|identity|tmpdir)"
-         r"|(?<![a-z0-9_])(?:information_schema|sqlite_master|sysobjects|syscolumns"
-         r"|mysql\.user|pg_shadow|pg_catalog|all_tables|user_tables|all_tab_columns"
-         r"|user_tab_columns|all_users|dba_users|pg_group|pg_roles|pg_authid|pg_user"
-         r"|pg_database|pg_stat_activity)(?![a-z0-9_])|(?<![a-z0-9_])sys(?:ibm|cat)\.\w"
+         # catalogues count as the target of a query, not as words in a sentence about them
+         r"|(?:from|join)\s+[\[\x60\"]?(?:information_schema|sqlite_master|sysobjects|syscolumns"
+         r"|sysusers|syslogins|sysdatabases|mysql\.user|pg_shadow|pg_catalog|all_tables|user_tables"
+         r"|all_tab_columns|user_tab_columns|all_users|dba_users|pg_group|pg_roles|pg_authid|pg_user"
+         r"|pg_database|pg_stat_activity|sys\.\w|master\.)(?![a-z0-9_])"
+         r"|(?<![a-z0-9_])information_schema\.(?:tables|columns|schemata)\b"
+         r"|(?<![a-z0-9_])sys(?:ibm|cat)\.\w"
          r"|(?<![a-z0-9_.])(?:version|database|current_user|session_user|system_user"
          r"|connection_id|last_insert_id|current_database)\s*\(\s*\)"
          r"|(?<![a-z0-9_])current_setting\s*\("
@@ -185,21 +235,20 @@ _RULES: list[tuple[str, Gate, re.Pattern[str], str]] = [
 
 
 def scan_sqli(prepared: Prepared) -> list[Finding]:
-    findings: list[Finding] = []
-    variants = prepared.sql_variants
-    gates: dict[tuple[int, int], bool] = {}  # each gate is evaluated once per view
-    for rule, gate, pattern, message in _RULES:
-        for index, text in enumerate(variants):
-            passed = gates.get((id(gate), index))
-            if passed is None:
-                passed = gates[(id(gate), index)] = passes(gate, text)
-            if not passed:
-                continue
-            match = pattern.search(text)
-            if match:
-                findings.append(Finding("sqli", rule, message, excerpt(text, match)))
-                break
-    return findings
+    """The first reason ``prepared`` looks like SQL injection, or ``[]``."""
+    text = prepared.sql_text
+    found = _shape(text)
+    if found is None and prepared.form_encoded:
+        found = _shape(text.replace("+", " "))
+    if found is not None:
+        return [found]
+    for view in prepared.sql_variants:
+        for rule, gate, pattern, message in _RULES:
+            if passes(gate, view):
+                match = pattern.search(view)
+                if match:
+                    return [Finding("sqli", rule, message, excerpt(view, match))]
+    return []
 
 
 def detect_sqli(value: Any) -> list[Finding]:
