@@ -195,6 +195,12 @@ class Prepared:
         return "+" in self.raw and " " not in self.raw
 
     @cached_property
+    def form_text(self) -> str:
+        """``sql_text`` of the input read as a form field: ``+`` is a space, ``%2B`` a plus."""
+        low = deep_decode(self.raw.replace("+", " ")).lower()
+        return _CONTROLS.sub(" ", low) if _CONTROLS.search(low) else low
+
+    @cached_property
     def sql_variants(self) -> tuple[str, ...]:
         """The views SQL rules run on.
 

@@ -51,20 +51,21 @@ _QUOTED: list[_Shape] = [
     ("sqli.clause_breakout",
      re.compile(rf"^B{_CHAIN}*(?:G[1vf]|Gn(?:,n)*(?:g|c|;|$)|g[1vf])"),
      "quote closed, then ORDER BY / GROUP BY / HAVING / LIMIT"),
-    ("sqli.conditional", re.compile(rf"Cw{_V}{_CHAIN}*w"), "CASE WHEN driving the query"),
+    ("sqli.conditional", re.compile(rf"C{_V}?w{_V}{_CHAIN}*w"), "CASE WHEN driving the query"),
 ]
 # after a quote, only when the text before the quote is one value (``admin'--``)
 _QUOTED_AFTER_VALUE: list[_Shape] = [
     ("sqli.comment_breakout", re.compile(rf"^B{_CHAIN}*c$"),
      "quote closed, then a comment cuts off the rest of the query"),
-    ("sqli.concat_breakout", re.compile(rf"^B{_CHAIN}*[o=&]s$|^B{_CHAIN}+c$"),
+    ("sqli.concat_breakout", re.compile(rf"^B{_CHAIN}+c?$"),
      "quote closed, then an expression that reopens the literal"),
     ("sqli.statement", re.compile(r"^B(?:E|T[kvn])"),
      "quote closed, then a whole statement"),
 ]
 # read from the start, as a number or a name
 _BARE: list[_Shape] = [
-    ("sqli.union_select", re.compile(r"Uk?o?E"), "UNION SELECT joins an attacker's query"),
+    ("sqli.union_select", re.compile(r"Uk?o?E|^[1v]U[kc]*$"),
+     "UNION SELECT joins an attacker's query"),
     ("sqli.tautology",
      re.compile(rf"^{_V}?&(?={_V}{_CHAIN}*=)(?=[^cUgG;]*[1svf]){_V}{_CHAIN}*(?:c|;|$|U|g|G)"
                 r"|^[1sv]=[1sv]&[1sv]"),
@@ -74,26 +75,31 @@ _BARE: list[_Shape] = [
     ("sqli.blind_function", re.compile(rf"^[1sv]?{_CHAIN}*&f{_CHAIN}*(?:c|;|$)|^[1v]{_CHAIN}*&f"),
      "boolean operator followed by a function call (blind injection)"),
     ("sqli.subquery", re.compile(rf"^{_VS}{_CHAIN}*[o=&]E"), "value, operator, then a subquery"),
-    ("sqli.stacked_query", re.compile(rf"^{_V}?;k?(?:E|T(?:[kgFvsc;(]|$|n[skc;=1v]|n$))"),
+    ("sqli.stacked_query", re.compile(rf"^{_V}?;k?(?:E|T(?:[kgFvsc;(]|$|n[skc;=1vF]|n$))"),
      "second statement stacked after a value"),
     ("sqli.clause_breakout",
      re.compile(rf"^{_V}?(?:G[1f]|g[1vf])(?:,{_V})*(?:c|$|U|&|;|g)"
                 rf"|^{_V}g(?:{_VS}{_CHAIN}+|n{_CHAIN}*={_VS}|{_VS}(?:,{_V})*[c;U])"
                 rf"|^{_V}F{_TABLES}g"),
      "ORDER BY / GROUP BY / HAVING / WHERE appended to a value"),
-    ("sqli.conditional", re.compile(rf"Cw{_V}{_CHAIN}*w"), "CASE WHEN driving the query"),
+    ("sqli.conditional", re.compile(rf"C{_V}?w{_V}{_CHAIN}*w"), "CASE WHEN driving the query"),
     ("sqli.statement",
      re.compile(rf"^E{_SELECT_LIST}F{_TABLES}(?:$|c|;|g(?:[1svf]|n=)|G|U)"
-                r"|^E[1vf](?:,[1svf])*n?(?:$|c|;)"
-                rf"|^E+[1vsf]{_CHAIN}*c|^{_V}?Tnkn="),
+                rf"|^E(?!n[Fk])(?:o|{_V}(?:k?n)?(?:,{_V}(?:k?n)?)*)F{_TABLES}g$"
+                r"|^E[1vf](?:,[1svf])*[ns]?(?:$|c|;)"
+                rf"|^E+[1vsf](?:{_CHAIN}|g[1v])*c|^{_V}?Tnkn="),
      "a whole SQL statement where a value was expected"),
 ]
 _BARE_COMMENT_FP = re.compile(r"[1vfs]c")
 # ``1--``, ``(1)#``: no words before the comment and at most one after it
-_BARE_COMMENT_TEXT = re.compile(r"(?:\s*\(.*|[^a-z]*)(?:--|#|/\*)\s*\S*\s*(?:\*/)?", re.DOTALL)
+_BARE_COMMENT_TEXT = re.compile(
+    r"(?:\s*\(.*|[^a-z]*|\s*@@?[\w.]+\s*)(?:--|#|/\*)\s*\S*\s*(?:\*/)?", re.DOTALL
+)
 _VALUE_PREFIX = re.compile(r"\s*[\w.@$:/-]{1,64}")
 _SHORT_COMMENT = re.compile(r"(?:--|#|/\*)\s*\S*\s*$")
 _REOPEN = re.compile(r"B[o=&]s")
+# with nothing before the quote, an injection goes on with a space or an operator
+_OPERATOR_NEXT = re.compile(r"[\s)]|[-+*/%^|&=<>!~]")
 
 
 def _shape(text: str) -> Finding | None:
@@ -114,7 +120,7 @@ def _shape(text: str) -> Finding | None:
             if pattern.search(fp):
                 return Finding("sqli", rule, message, text[at : at + 80])
         after_value = (_VALUE_PREFIX.fullmatch(text, 0, at) if at
-                       else text[1:2] in (" ", ")", "\t", "\n"))
+                       else _OPERATOR_NEXT.match(text, 1))
         # the application's closing quote must end a literal the input reopened
         reopened = text.count(quote, at + 1) % 2 == 1
         if after_value:
@@ -123,11 +129,12 @@ def _shape(text: str) -> Finding | None:
                     continue
                 if rule == "sqli.comment_breakout" and not (at and _SHORT_COMMENT.search(text)):
                     continue
-                if rule == "sqli.concat_breakout" and fp[-1] == "s" and not reopened:
+                if rule == "sqli.concat_breakout" and fp[-1] != "c" and not reopened:
                     continue
                 return Finding("sqli", rule, message, text[at : at + 80])
-        elif at and reopened and text[at + 1 : at + 2].isspace() and _REOPEN.fullmatch(fp):
-            # ``A' * 'B``: one operator between the closed literal and a reopened one
+        elif reopened and at and text[at + 1 : at + 2].isspace() and _REOPEN.fullmatch(fp):
+            # ``A' * 'B``: one operator between the closed literal and a reopened one; a
+            # quoted word or symbol (``the 'like' keyword``, ``"^" characters``) is prose
             return Finding("sqli", "sqli.concat_breakout",
                            "quote closed, then an operator and a reopened literal",
                            text[at : at + 80])
@@ -236,10 +243,9 @@ _RULES: list[tuple[str, Gate, re.Pattern[str], str]] = [
 
 def scan_sqli(prepared: Prepared) -> list[Finding]:
     """The first reason ``prepared`` looks like SQL injection, or ``[]``."""
-    text = prepared.sql_text
-    found = _shape(text)
+    found = _shape(prepared.sql_text)
     if found is None and prepared.form_encoded:
-        found = _shape(text.replace("+", " "))
+        found = _shape(prepared.form_text)
     if found is not None:
         return [found]
     for view in prepared.sql_variants:

@@ -33,7 +33,9 @@ _TOKEN = re.compile(
     r"|(\"[^\"\\]*(?:\\.[^\"\\]*)*\"?)"                   # 5 "…"
     r"|(0x[0-9a-f]*|0b[01]+|(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?|\\n(?![a-z]))"  # 6 number
     r"|(@@?[\w.$]*)"                                      # 7 variable
-    r"|([^\W\d][\w$]*(?:\.(?:[^\W\d][\w$]*|\*))*|`[^`]*`?|\[[\w ]{1,60}\])(\s*\()?"  # 8 word 9 call
+    # 8 word (dotted, `quoted` or [bracketed]), 9 the parenthesis that makes it a call
+    r"|([^\W\d][\w$]*(?:\.(?:[^\W\d][\w$]*|\*))*|`[^`]*`?|\[[\w ]{1,60}\](?:\.\[[\w ]{1,60}\])*)"
+    r"(\s*\()?"
     r"|(\|\||&&)"                                         # 10 logical operator
     r"|(<=>|<>|!=|>=|<=|==|=|<|>|!<|!>)"                  # 11 comparison
     r"|(!)"                                               # 12 not
@@ -113,7 +115,7 @@ _VALUE = "1snvf"
 _CALL = re.compile(r"f\((?![^()]*[1snvf][1snvf])[^()X]*\)")
 _GROUP = re.compile(r"(?<!f)\(([^()]*)\)")
 _UNARY = re.compile(r"(?:(?<=[&=,;(kEUTgGFCwo])|^)o+(?=[1snvf(E])")
-_ARITH = re.compile(r"[1snvf](?:o+[1snvf])+")
+_ARITH = re.compile(r"(?:[1snv]|f(?!\())(?:o+(?:[1snv]|f(?!\()))+")
 _LEFTOVER_CALL = re.compile(r"f(?=[1snvf])")    # a call whose parentheses never closed
 _DANGLING = re.compile(r"(?<=[1snvf])o+(?=[&=c;Ug]|$)|(?<=[&=])o+(?=[&=])")
 _RUNS = re.compile(r"(=)=+|(s)s+")
