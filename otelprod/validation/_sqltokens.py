@@ -22,31 +22,31 @@ from __future__ import annotations
 import re
 
 #: tokens read per context; shapes look at the first few, so longer input costs no more
-MAX_TOKENS = 40
+MAX_TOKENS = 32
 
+# Alternatives in order of how often they occur; each match is one token.
 _TOKEN = re.compile(
     r"\s*(?:"
-    r"(--(?![\d.])[^\n]*|#[^\n]*)"                         # 1 line comment (--1 is minus minus one)
-    r"|(/\*(?!!)[^*]*(?:\*+[^*/][^*]*)*(?:\*+/)?)"        # 2 block comment
-    r"|(/\*!\d{0,6}|\*/)"                                 # 3 MySQL executable-comment markers
-    r"|('[^'\\]*(?:\\.[^'\\]*)*'?)"                       # 4 '…'
-    r"|(\"[^\"\\]*(?:\\.[^\"\\]*)*\"?)"                   # 5 "…"
-    r"|(0x[0-9a-f]*|0b[01]+|(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?|\\n(?![a-z]))"  # 6 number
-    r"|(@@?[\w.$]*)"                                      # 7 variable
-    # 8 word (dotted, `quoted` or [bracketed]), 9 the parenthesis that makes it a call
-    r"|([^\W\d][\w$]*(?:\.(?:[^\W\d][\w$]*|\*))*|`[^`]*`?|\[[\w ]{1,60}\](?:\.\[[\w ]{1,60}\])*)"
+    # 1 word (dotted, `quoted` or [bracketed]), 2 the parenthesis that makes it a call
+    r"([^\W\d][\w$]*(?:\.(?:[^\W\d][\w$]*|\*))*|`[^`]*`?|\[[\w ]{1,60}\](?:\.\[[\w ]{1,60}\])*)"
     r"(\s*\()?"
+    r"|(0x[0-9a-f]*|0b[01]+|(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?|\\n(?![a-z]))"  # 3 number
+    r"|([(),;])"                                          # 4 punctuation
+    r"|(<=>|<>|!=|>=|<=|==|=|<|>|!<|!>)"                  # 5 comparison
+    r"|('[^'\\]*(?:\\.[^'\\]*)*'?|\"[^\"\\]*(?:\\.[^\"\\]*)*\"?)"  # 6 string
+    r"|(--(?![\d.])[^\n]*|#[^\n]*)"                       # 7 line comment (--1 is minus minus one)
+    r"|(/\*(?!!)[^*]*(?:\*+[^*/][^*]*)*(?:\*+/)?)"        # 8 block comment
+    r"|(/\*!\d{0,6}|\*/)"                                 # 9 MySQL executable-comment markers
     r"|(\|\||&&)"                                         # 10 logical operator
-    r"|(<=>|<>|!=|>=|<=|==|=|<|>|!<|!>)"                  # 11 comparison
+    r"|(@@?[\w.$]*)"                                      # 11 variable
     r"|(!)"                                               # 12 not
-    r"|([-+*/%^|&~]|:=)"                                 # 13 arithmetic
-    r"|([(),;])"                                          # 14 punctuation
-    r"|(\S)"                                              # 15 anything else
+    r"|([-+*/%^|&~]|:=)"                                  # 13 arithmetic
+    r"|(\S)"                                              # 14 anything else
     r")",
     re.DOTALL,
 )
-
-_FIXED = {10: "&", 11: "=", 12: "!", 13: "o", 15: "X"}
+# class of each group whose class does not depend on the text ("" = no token)
+_GROUP_CLASS = ("", "", "", "1", "", "=", "s", "", "", "", "&", "v", "!", "o", "X")
 
 _WORDS: dict[str, str] = {}
 for _cls, _words in (
@@ -72,40 +72,51 @@ for _cls, _words in (
 ):
     for _word in _words.split():
         _WORDS[_word] = _cls
+_CALL_CLASS = {cls: cls + "(" for cls in set(_WORDS.values())}
+_CALL_CLASS.update({"n": "f(", "1": "f("})
+_VALUES = frozenset("1snvf")
 
 
-def tokens(text: str, start: int = 0) -> str:
-    """The unfolded fingerprint of ``text[start:]``: one class character per token."""
+def tokens(text: str, start: int = 0, *, after_quote: bool = False) -> str:
+    """The unfolded fingerprint of ``text[start:]``: one class character per token.
+
+    Reading stops early once no shape can match any more: two values side by side at
+    the start (``the quick``: prose), or, after a quote, a word or number right away
+    (``it's``, ``5' 10"``).
+    """
     out: list[str] = []
     end = len(text)
+    classes = _GROUP_CLASS
+    words = _WORDS
     for match in _TOKEN.finditer(text, start):
         group = match.lastindex
-        if group == 8 or group == 9:
-            word = match.group(8)
-            cls = _WORDS.get(word, "n")
-            if match.group(9):
-                out.append("f(" if cls in "n1" else cls + "(")
-            else:
-                out.append(cls)
-        elif group == 4 or group == 5:
-            out.append("s")
-        elif group == 6:
-            out.append("1")
-        elif group == 14:
-            out.append(match.group(14))
-        elif group == 1:
-            if match.end() >= end:
-                out.append("c")
-        elif group == 2:
-            if match.end() >= end or not match.group(2).endswith("*/"):
-                out.append("c")
-        elif group == 7:
-            out.append("v")
-        elif group == 3:
-            continue
-        else:
-            out.append(_FIXED[group])  # type: ignore[index]
-        if len(out) >= MAX_TOKENS:
+        cls = classes[group]  # type: ignore[index]
+        if not cls:
+            if group <= 2:  # a word; lastindex is 2 when the call parenthesis matched
+                cls = words.get(match.group(1), "n")
+                if group == 2:
+                    cls = _CALL_CLASS[cls]
+            elif group == 4:
+                cls = match.group(4)
+            elif group == 7:
+                if match.end() < end:
+                    continue  # a newline ends it: ``union#x\nselect``
+                cls = "c"
+            elif group == 8:
+                if match.end() < end and match.group(8).endswith("*/"):
+                    continue
+                cls = "c"
+            else:  # executable-comment markers: their content is code
+                continue
+        out.append(cls)
+        count = len(out)
+        if count <= 2:
+            if after_quote:
+                if count == 1 and cls in "n1X":
+                    break
+            elif count == 2 and out[0] in _VALUES and cls in _VALUES:
+                break
+        elif count >= MAX_TOKENS:
             break
     return "".join(out)
 
@@ -126,26 +137,20 @@ def fold(fp: str) -> str:
     if "!" in fp:
         fp = fp.replace("!", "")
     if "(" in fp:
-        for _ in range(8):
+        for _ in range(8):  # one level of nesting per round, innermost first
             before = fp
-            fp = _CALL.sub("f", fp)
-            fp = _GROUP.sub(r"\1", fp)
-            if "o" in fp:
-                fp = _UNARY.sub("", fp)
-                fp = _ARITH.sub("1", fp)
+            fp = _GROUP.sub(r"\1", _CALL.sub("f", fp))
             if fp == before or "(" not in fp:
                 break
-        fp = fp.replace("(", "").replace(")", "")
-        fp = _LEFTOVER_CALL.sub("", fp)
+        fp = _LEFTOVER_CALL.sub("", fp.replace("(", "").replace(")", ""))
     elif ")" in fp:
         fp = fp.replace(")", "")
     if "o" in fp:
-        fp = _UNARY.sub("", fp)
-        fp = _ARITH.sub("1", fp)
-        fp = _DANGLING.sub("", fp)
+        fp = _DANGLING.sub("", _ARITH.sub("1", _UNARY.sub("", fp)))
     if "Gb" in fp:
         fp = fp.replace("Gb", "G")
-    fp = _RUNS.sub(r"\1\2", fp)
+    if "==" in fp or "ss" in fp:
+        fp = _RUNS.sub(r"\1\2", fp)
     # a string right after the broken-out one continues it: ''-escaped quote
     return "B" + fp[2:] if fp.startswith("Bs") else fp
 
@@ -157,4 +162,4 @@ def fingerprint(text: str, after_quote: int | None = None) -> str:
     """
     if after_quote is None:
         return fold(tokens(text))
-    return fold("B" + tokens(text, after_quote))
+    return fold("B" + tokens(text, after_quote, after_quote=True))
