@@ -221,6 +221,18 @@ class Prepared:
         return tuple(dict.fromkeys(views))
 
 
+# The last input prepared: ``detect_xss(x)`` then ``detect_sqli(x)`` decode ``x`` once.
+# Only immutable inputs, matched by identity; swapping the tuple is atomic.
+_last: tuple[object, Prepared] = (object(), Prepared("", []))
+
+
 def prepare(value: Any) -> Prepared:
+    global _last
+    last_value, last_prepared = _last
+    if value is last_value:
+        return last_prepared
     text, problems = to_text(value)
-    return Prepared(text, problems)
+    prepared = Prepared(text, problems)
+    if isinstance(value, (str, bytes)):
+        _last = (value, prepared)
+    return prepared

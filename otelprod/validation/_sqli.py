@@ -102,18 +102,39 @@ _REOPEN = re.compile(r"B[o=&]s")
 _OPERATOR_NEXT = re.compile(r"[\s)]|[-+*/%^|&=<>!~]")
 
 
+# Cheap tests that say whether a reading can take any shape at all; prose fails them
+# within a few characters, so most text is never tokenized.
+_KEYWORD_AFTER_VALUE = (
+    r"(?:and|or|xor|not|union|intersect|except|where|order|group|having|limit|from|procedure"
+    r"|into|like|rlike|regexp|is|in|between|div|mod|sounds)\b"
+)
+_BARE_START = re.compile(
+    r"[\s(+~!-]*(?:[\d.@'\";]|&&|\|\||--|#|/\*"
+    r"|(?:select|union|case|order|group|and|or|xor|not|insert|update|delete|drop|exec|execute"
+    r"|declare|waitfor|shutdown|create|truncate|alter|having|limit|where|procedure|into|from"
+    r"|binary)\b"
+    r"|[\w$.\x60\[\]]+\s*(?:[()=<>!;|&^%*/+-]|#|" + _KEYWORD_AFTER_VALUE + "))"
+)
+_AFTER_QUOTE = re.compile(
+    r"[\s)]*(?:[-+*/%^|&=<>!~;#('\"]"
+    r"|(?:select|insert|update|delete|drop|exec|execute|declare|waitfor|shutdown|create|begin"
+    r"|binary|collate|case)\b|" + _KEYWORD_AFTER_VALUE + ")"
+)
+
+
 def _shape(text: str) -> Finding | None:
     """The first shape any reading of ``text`` (lower-cased) takes, or None."""
-    fp = fingerprint(text)
-    for rule, pattern, message in _BARE:
-        if pattern.search(fp):
-            return Finding("sqli", rule, message, text[:80])
-    if _BARE_COMMENT_FP.fullmatch(fp) and _BARE_COMMENT_TEXT.fullmatch(text):
-        return Finding("sqli", "sqli.comment_breakout",
-                       "value followed by a comment that cuts off the query", text[:80])
+    if _BARE_START.match(text):
+        fp = fingerprint(text)
+        for rule, pattern, message in _BARE:
+            if pattern.search(fp):
+                return Finding("sqli", rule, message, text[:80])
+        if _BARE_COMMENT_FP.fullmatch(fp) and _BARE_COMMENT_TEXT.fullmatch(text):
+            return Finding("sqli", "sqli.comment_breakout",
+                           "value followed by a comment that cuts off the query", text[:80])
     for quote in "'\"":
         at = text.find(quote)
-        if at < 0:
+        if at < 0 or not _AFTER_QUOTE.match(text, at + 1):
             continue
         fp = fingerprint(text, at + 1)
         for rule, pattern, message in _QUOTED:
@@ -241,6 +262,13 @@ _RULES: list[tuple[str, Gate, re.Pattern[str], str]] = [
 ]
 
 
+# any of the gates above, in one pass over the text
+_ANY_GATE = re.compile("|".join(sorted(
+    {re.escape(word) for _, gate, _, _ in _RULES if isinstance(gate, tuple) for word in gate},
+    key=len, reverse=True,
+)))
+
+
 def scan_sqli(prepared: Prepared) -> list[Finding]:
     """The first reason ``prepared`` looks like SQL injection, or ``[]``."""
     found = _shape(prepared.sql_text)
@@ -248,6 +276,8 @@ def scan_sqli(prepared: Prepared) -> list[Finding]:
         found = _shape(prepared.form_text)
     if found is not None:
         return [found]
+    if not _ANY_GATE.search(prepared.sql_text):
+        return []
     for view in prepared.sql_variants:
         for rule, gate, pattern, message in _RULES:
             if passes(gate, view):

@@ -89,8 +89,8 @@ def tokens(text: str, start: int = 0, *, after_quote: bool = False) -> str:
     classes = _GROUP_CLASS
     words = _WORDS
     for match in _TOKEN.finditer(text, start):
-        group = match.lastindex
-        cls = classes[group]  # type: ignore[index]
+        group = match.lastindex or 14
+        cls = classes[group]
         if not cls:
             if group <= 2:  # a word; lastindex is 2 when the call parenthesis matched
                 cls = words.get(match.group(1), "n")
