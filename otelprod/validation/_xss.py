@@ -69,7 +69,8 @@ _RULES: list[tuple[str, Gate, str, re.Pattern[str], str]] = [
     ("xss.attribute_breakout", _HANDLER_GATE, "lower",
      # no tag needed: a value that closes its quote and adds a handler that calls code
      re.compile(
-         r"(?:^|[\s\"'\x60/;])on[a-z]{2,40}\s*=\s*[\"'\x60]?\s*"
+         # not a script variable: ``var onload = init()``
+         r"(?:^|[\s\"'\x60/;])(?<!var )(?<!let )(?<!const )on[a-z]{2,40}\s*=\s*[\"'\x60]?\s*"
          r"[\w$.\[\]'\"]{0,60}?(?:[(\x60]|\s*=)"
      ),
      "event handler injected into an attribute"),
@@ -107,6 +108,17 @@ _RULES: list[tuple[str, Gate, str, re.Pattern[str], str]] = [
     ("xss.tag_script_call", _SINK_GATE, "lower",
      re.compile(r"<[a-z][^<>]{0,400}?" + _SINK),
      "tag whose attributes call script"),
+    ("xss.computed_call", _SINK_GATE, "lower",
+     # window["al"+"ert"](1), top[/al/.source+/ert/.source](1): the name is computed
+     re.compile(r"(?<![\w$.])(?:window|self|top|parent|this|frames|globalthis|document)\s*"
+                r"\[[^\[\]]{1,200}\]\s*[(\x60]"),
+     "script call through a computed property name"),
+    ("xss.xml_entity", ("<!",), "lower",
+     re.compile(r"<!entity\s+%?\s*[\w.-]+\s+(?:system|public)\b|<!doctype[^>\[]{0,200}\[\s*<!entity"),
+     "XML external entity declared in a DOCTYPE"),
+    ("xss.css_injection", _STYLE_GATE, "lower",
+     re.compile(r"style\s*=\s*[\"'\x60]?[^\"'\x60<>]{0,200}?(?:url\s*\(|@import|expression\s*\()"),
+     "style attribute that loads a resource or runs CSS"),
     ("xss.template_injection", ("{{", "${"), "lower",
      re.compile(
          r"\{\{[^{}]{0,200}?(?:constructor|\$eval|\$on\b|__proto__|" + _SINK + ")"
@@ -120,7 +132,7 @@ _RULES: list[tuple[str, Gate, str, re.Pattern[str], str]] = [
 _ANY_GATE = re.compile(
     r"[<{]|script|mocha|data:|expression|binding|behavior|style|&\{|on[a-z]{2,40}\s*="
     r"|alert|confirm|prompt|eval|settimeout|setinterval|execscript|msgbox|fetch|atob|import"
-    r"|function|document|window|self|top|parent|this|frames|globalthis|fromcharcode"
+    r"|function|document|window|self|top|parent|this|frames|globalthis|fromcharcode|<!"
 )
 
 
