@@ -27,6 +27,7 @@ _JS_ESCAPE = re.compile(
 )
 _CSS_HEX_ESCAPE = re.compile(r"\\([0-9a-fA-F]{1,6})[ \t]?")
 _ESCAPED_PUNCT = re.compile(r"\\([^\w\s])")
+_BACKSLASH_RUN = re.compile(r"\\{2,}")
 _UTF7_CHUNK = re.compile(r"\+(A[A-Za-z0-9/]{1,7})-?")  # markup characters all encode as +A…
 _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _URL_INVISIBLE = re.compile(r"[\x00-\x1f\x7f\\]")
@@ -93,6 +94,8 @@ def _decode_once(text: str) -> str:
     if "&" in text:
         text = html.unescape(text)
     if "\\" in text:
+        if "\\\\" in text:  # a run of backslashes escapes itself down to one, in one pass
+            text = _BACKSLASH_RUN.sub(r"\\\\", text)
         text = _JS_ESCAPE.sub(_js_unescape, text)
         text = _CSS_HEX_ESCAPE.sub(_css_unescape, text)
         text = _ESCAPED_PUNCT.sub(r"\1", text)

@@ -247,8 +247,9 @@ _RULES: list[tuple[str, Gate, re.Pattern[str], str]] = [
          r"|pg_database|pg_stat_activity|sys\.\w|master\.)(?![a-z0-9_])"
          r"|(?<![a-z0-9_])information_schema\.(?:tables|columns|schemata)\b"
          r"|(?<![a-z0-9_])sys(?:ibm|cat)\.\w"
-         r"|(?<![a-z0-9_.])(?:version|database|current_user|session_user|system_user"
-         r"|connection_id|last_insert_id|current_database)\s*\(\s*\)"
+         # a niladic function as an operand, not a name in a sentence about it
+         r"|(?:[(,=<>+|&]|\b(?:select|and|or|where|like))\s*(?:version|database|current_user"
+         r"|session_user|system_user|connection_id|last_insert_id|current_database)\s*\(\s*\)"
          r"|(?<![a-z0-9_])current_setting\s*\("
          r"|(?<![a-z0-9_])xp_(?:cmdshell|dirtree|regread|fileexist|servicecontrol)"
          r"|(?<![a-z0-9_])sp_(?:executesql|oacreate|makewebtask|configure|password)"
