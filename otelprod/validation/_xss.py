@@ -117,7 +117,7 @@ _RULES: list[tuple[str, Gate, str, re.Pattern[str], str]] = [
      re.compile(r"<!entity\s+%?\s*[\w.-]+\s+(?:system|public)\b|<!doctype[^>\[]{0,200}\[\s*<!entity"),
      "XML external entity declared in a DOCTYPE"),
     ("xss.css_injection", _STYLE_GATE, "lower",
-     re.compile(r"style\s*=\s*[\"'\x60]?[^\"'\x60<>]{0,200}?(?:url\s*\(|@import|expression\s*\()"),
+     re.compile(r"style\s*=\s*[\"'\x60]?[^\"'\x60<>=]{0,200}?(?:url\s*\(|@import|expression\s*\()"),
      "style attribute that loads a resource or runs CSS"),
     ("xss.template_injection", ("{{", "${"), "lower",
      re.compile(
