@@ -6,7 +6,8 @@
    ``is_sql_injection``). libinjection reads its own files URL-decoded, as its test
    harness does (``+`` as a space); otelprod reads every line as it is written.
 2. False positives per benign file (prose, documentation, changelogs, markdown, pasted
-   code; libinjection's search queries), both parts.
+   code; libinjection's search queries), both parts, as the share of lines let through
+   (the note gives the flagged counts).
 3. Median cost per input of both detectors together (``detect_xss`` then ``detect_sqli``
    on the same value, as a caller would), against libinjection doing the same two checks,
    input by input, interleaved: on the attack files, on benign prose, and on 1 KB inputs.
@@ -102,6 +103,13 @@ def _flagged_by_libinjection(line: str) -> bool:
     return libinjection_xss(line) or libinjection_sqli(line)
 
 
+def _passed_row(name: str, count: int, ours: int, anchor: int, target: str) -> Result:
+    """Benign lines let through (100 % - false positives), so the ratio is never 0/0."""
+    return Result(name, "% passed", 100 * (count - ours) / count, "libinjection",
+                  100 * (count - anchor) / count, target, lower_is_better=False,
+                  note=f"flagged: {ours} vs {anchor}")
+
+
 def false_positives(flagged_out: list[str]) -> list[Result]:
     results = []
     files = [*prose_files(), CORPORA / "benign" / SEARCH_QUERIES]
@@ -116,14 +124,13 @@ def false_positives(flagged_out: list[str]) -> list[Result]:
                 totals[part][0] += len(lines)
                 totals[part][1] += len(flagged)
                 totals[part][2] += anchor
-            results.append(Result(f"false positives {path.name} {part} ({len(lines)})",
-                                  "% flagged", 100 * len(flagged) / len(lines), "libinjection",
-                                  100 * anchor / len(lines),
-                                  "<= 1 %" if path.name == SEARCH_QUERIES else "<= 0.2 %"))
+            results.append(_passed_row(f"benign {path.name} {part} ({len(lines)})",
+                                       len(lines), len(flagged), anchor,
+                                       "flagged <= 1 %" if path.name == SEARCH_QUERIES
+                                       else "flagged <= 0.2 %"))
     for part, (count, ours, anchor) in totals.items():
-        results.append(Result(f"false positives, all benign prose {part} ({count})",
-                              "% flagged", 100 * ours / count, "libinjection",
-                              100 * anchor / count, "<= 0.2 %"))
+        results.append(_passed_row(f"benign, all prose {part} ({count})", count, ours, anchor,
+                                   "flagged <= 0.2 %"))
     return results
 
 
