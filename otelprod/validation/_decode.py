@@ -219,7 +219,7 @@ class Prepared:
         views: list[str] = []
         for base in bases:
             views.append(strip_block_comments(base, " "))
-            if _SPLIT_WORD.search(base):  # only a comment inside a word needs the glued view
+            if "/*" in base and _SPLIT_WORD.search(base):  # UN/**/ION needs the glued view
                 views.append(strip_block_comments(base, ""))
         return tuple(dict.fromkeys(views))
 
