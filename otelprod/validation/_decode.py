@@ -13,9 +13,9 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import unquote
 
 #: how many times a layer of encoding is peeled before giving up (``%252527``)
@@ -162,6 +162,24 @@ def strip_line_comments(text: str) -> str:
     return " ".join(lines)
 
 
+_T = TypeVar("_T")
+
+
+class _lazy(Generic[_T]):
+    """``functools.cached_property`` without its lock (3.10 and 3.11 take one per first
+    access, which costs more than the views themselves); a view computed twice by two
+    threads is merely computed twice."""
+
+    def __init__(self, compute: Callable[[Any], _T]) -> None:
+        self.compute = compute
+        self.name = compute.__name__
+        self.__doc__ = compute.__doc__
+
+    def __get__(self, instance: Any, owner: Any = None) -> _T:
+        value = instance.__dict__[self.name] = self.compute(instance)
+        return value
+
+
 @dataclass
 class Prepared:
     """One input, decoded once and viewed the ways the detectors need."""
@@ -169,15 +187,15 @@ class Prepared:
     raw: str
     problems: list[str]
 
-    @cached_property
+    @_lazy
     def decoded(self) -> str:
         return deep_decode(self.raw)
 
-    @cached_property
+    @_lazy
     def lower(self) -> str:
         return self.decoded.lower()
 
-    @cached_property
+    @_lazy
     def compact(self) -> str:
         """What a URL parser or CSS tokenizer sees: controls, backslashes and comments gone."""
         text = strip_block_comments(self.lower, "")
@@ -186,7 +204,7 @@ class Prepared:
             text = _CDATA.sub("", text)
         return text
 
-    @cached_property
+    @_lazy
     def sql_text(self) -> str:
         """What the SQL tokenizer reads: lower-cased, control characters as spaces."""
         low = self.lower
@@ -197,13 +215,13 @@ class Prepared:
         """``+`` and no space anywhere: ``+`` probably stands for a space (``1+or+1=1``)."""
         return "+" in self.raw and " " not in self.raw
 
-    @cached_property
+    @_lazy
     def form_text(self) -> str:
         """``sql_text`` of the input read as a form field: ``+`` is a space, ``%2B`` a plus."""
         low = deep_decode(self.raw.replace("+", " ")).lower()
         return _CONTROLS.sub(" ", low) if _CONTROLS.search(low) else low
 
-    @cached_property
+    @_lazy
     def sql_variants(self) -> tuple[str, ...]:
         """The views SQL rules run on.
 
