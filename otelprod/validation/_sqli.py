@@ -169,18 +169,20 @@ _RULES: list[tuple[str, Gate, re.Pattern[str], str]] = [
     ("sqli.union_select", ("union",),
      re.compile(
          # digits may touch it (``1e0UNION``): MySQL's tokenizer splits them off
-         r"(?:(?<![a-z_$])|(?<=\d[dfe]))union(?:[\s+]+(?:all|distinct|distinctrow))?[\s+(*/]+"
+         # (each alternative here starts with a literal, which the regex engine skips to)
+         r"union(?:(?<![a-z_$]union)|(?<=\d[dfe]union))(?:[\s+]+(?:all|distinct|distinctrow))?"
+         r"[\s+(*/]+"
          r"select(?:(?![a-z0-9_$])|[a-z_]{2,20}\s*\()"
      ),
      "UNION SELECT joins an attacker's query"),
     ("sqli.time_delay", ("sleep", "benchmark", "waitfor", "randomblob", "dbms_"),
      re.compile(
-         r"(?<![a-z0-9.])(?:pg_)?sleep\s*\(\s*(?:[\d.]+\s*(?:[),*/+%-]|div\b|mod\b)|\(|@|select\b"
+         r"sleep(?<![a-z0-9.]sleep)\s*\(\s*(?:[\d.]+\s*(?:[),*/+%-]|div\b|mod\b)|\(|@|select\b"
          r"|if\s*\(|[a-z_]+\s*\()"
-         r"|(?<![a-z0-9_])benchmark\s*\(\s*\d+\s*,"
-         r"|(?<![a-z0-9_])waitfor\s+(?:delay|time)\s*['\"]"
-         r"|(?<![a-z0-9_])randomblob\s*\(\s*\d"
-         r"|(?<![a-z0-9_])pg_sleep_for\s*\("
+         r"|benchmark(?<![a-z0-9_]benchmark)\s*\(\s*\d+\s*,"
+         r"|waitfor(?<![a-z0-9_]waitfor)\s+(?:delay|time)\s*['\"]"
+         r"|randomblob(?<![a-z0-9_]randomblob)\s*\(\s*\d"
+         r"|pg_sleep_for\s*\("
          r"|dbms_(?:lock\.sleep|pipe\.receive_message)\s*\("
      ),
      "time-delay function (blind injection)"),
@@ -193,7 +195,7 @@ _RULES: list[tuple[str, Gate, re.Pattern[str], str]] = [
      "parenthesised SELECT in an expression"),
     ("sqli.conditional", re.compile(r"if\s*\("),
      re.compile(
-         r"(?<![a-z0-9_])i?if\s*\(\s*[\w@'\"]{1,40}\s*(?:=|<>|!=|<|>|like)\s*[\w@'\"]{1,40}"
+         r"i?if\s*\(\s*[\w@'\"]{1,40}\s*(?:=|<>|!=|<|>|like)\s*[\w@'\"]{1,40}"
          r"\s*[),]\s*(?:select|waitfor|drop|begin|exec|\d|'|\")"
      ),
      "IF(condition) driving a query or a delay"),
@@ -210,12 +212,16 @@ _RULES: list[tuple[str, Gate, re.Pattern[str], str]] = [
          r"|load\s+data|copy\s+\w+\s+(?:from|to)|set\s+@)"
      ),
      "second statement stacked after a semicolon"),
-    ("sqli.statement",
-     ("declare", "exec", "create", "insert", "delete", "update", "drop", "copy", "select"),
+    ("sqli.statement", ("declare", "exec"),
      re.compile(
-         r"(?<![a-z0-9_])declare\s+@\w+\s+(?:n?(?:var)?char|int|bigint|table|sysname|cursor)"
-         r"|(?<![a-z0-9_])exec(?:ute)?\s*\(\s*@"
-         r"|^\s*(?:create\s+table\s+[\w.\x60\"\[\]]+\s*\("
+         r"declare(?<![a-z0-9_]declare)\s+@\w+\s+(?:n?(?:var)?char|int|bigint|table|sysname|cursor)"
+         r"|exec(?<![a-z0-9_]exec)(?:ute)?\s*\(\s*@"
+     ),
+     "a whole SQL statement where a value was expected"),
+    ("sqli.statement",
+     ("create", "insert", "delete", "update", "drop", "copy", "select"),
+     re.compile(  # \A: tried at the start only
+         r"\A\s*(?:create\s+table\s+[\w.\x60\"\[\]]+\s*\("
          r"|insert\s+into\s+[\w.\x60\"\[\]]+\s*(?:\(|values\b|select\b)"
          r"|delete\s+from\s+[\w.\x60\"\[\]]+\s+where\b"
          r"|update\s+[\w.\x60\"\[\]]+\s+set\s+[\w.]+\s*="
@@ -228,8 +234,8 @@ _RULES: list[tuple[str, Gate, re.Pattern[str], str]] = [
      re.compile(
          r"['\"\x60)]\s*(?:order|group)\s+by\s+[\d(@]"
          r"|procedure\s+analyse\s*\("
-         r"|(?<![a-z])group\s+by\s+[\w.,\s]{1,120}?\s+having\s+[\w'\"]{1,40}\s*="
-         r"|(?<![a-z])order\s+by\s+\d+(?:\s*,\s*\d+){0,50}\s*(?:--|#|/\*|$)"
+         r"|group(?<![a-z]group)\s+by\s+[\w.,\s]{1,120}?\s+having\s+[\w'\"]{1,40}\s*="
+         r"|order(?<![a-z]order)\s+by\s+\d+(?:\s*,\s*\d+){0,50}\s*(?:--|#|/\*|$)"
      ),
      "ORDER BY / GROUP BY / HAVING appended after a broken-out value"),
     ("sqli.dangerous_function", re.compile(
@@ -245,15 +251,15 @@ _RULES: list[tuple[str, Gate, re.Pattern[str], str]] = [
          r"|sysusers|syslogins|sysdatabases|mysql\.user|pg_shadow|pg_catalog|all_tables|user_tables"
          r"|all_tab_columns|user_tab_columns|all_users|dba_users|pg_group|pg_roles|pg_authid|pg_user"
          r"|pg_database|pg_stat_activity|sys\.\w|master\.)(?![a-z0-9_])"
-         r"|(?<![a-z0-9_])information_schema\.(?:tables|columns|schemata)\b"
-         r"|(?<![a-z0-9_])sys(?:ibm|cat)\.\w"
+         r"|information_schema(?<![a-z0-9_]information_schema)\.(?:tables|columns|schemata)\b"
+         r"|sys(?<![a-z0-9_]sys)(?:ibm|cat)\.\w"
          # a niladic function as an operand, not a name in a sentence about it
-         r"|(?:[(,=<>+|&]|\b(?:select|and|or|where|like))\s*(?:version|database|current_user"
+         r"|(?:[(,=<>+|&]\s*|(?:select|and|or|where|like)\s+)(?:version|database|current_user"
          r"|session_user|system_user|connection_id|last_insert_id|current_database)\s*\(\s*\)"
-         r"|(?<![a-z0-9_])current_setting\s*\("
-         r"|(?<![a-z0-9_])xp_(?:cmdshell|dirtree|regread|fileexist|servicecontrol)"
-         r"|(?<![a-z0-9_])sp_(?:executesql|oacreate|makewebtask|configure|password)"
-         r"|(?<![a-z0-9_])(?:load_file|extractvalue|updatexml|name_const|pg_read_file"
+         r"|current_setting\s*\("
+         r"|xp_(?<![a-z0-9_]xp_)(?:cmdshell|dirtree|regread|fileexist|servicecontrol)"
+         r"|sp_(?<![a-z0-9_]sp_)(?:executesql|oacreate|makewebtask|configure|password)"
+         r"|(?:load_file|extractvalue|updatexml|name_const|pg_read_file"
          r"|pg_ls_dir|lo_import)\s*\("
          r"|into\s+(?:out|dump)file\b|utl_(?:http|inaddr|file)\.|dbms_\w+\."
          r"|(?:char|chr)\s*\(\s*\d+\s*\)\s*(?:\+|\|\||,)\s*(?:char|chr)\s*\("
