@@ -42,11 +42,26 @@ _DANGEROUS_TAGS = (
 )
 
 # Gates run on the lower-cased input.
+# Words that name a script sink on their own, and words that only do when followed by a call,
+# an index or a template (``this[...]``, ``import(``): prose is full of "this" and "top".
 _SINK_WORDS = (
     "alert", "confirm", "prompt", "eval", "settimeout", "setinterval", "execscript", "msgbox",
-    "fetch", "atob", "import", "function", "document", "window", "self", "top", "parent",
-    "this", "frames", "globalthis", "location", "fromcharcode",
+    "fetch", "atob", "document", "location", "fromcharcode",
 )
+_WEAK_SINK_WORDS = ("import", "function", "window", "self", "top", "parent", "this", "frames")
+_WEAK_SINK = re.compile(r"(?:import|function|window|self|top|parent|this|frames)\s*[(\[\x60]")
+
+
+#: the gate of the rules that end in a sink: ``_has_sink`` decides it
+_SINK_CALL: Gate = ("sink call",)
+
+
+def _has_sink(low: str) -> bool:
+    if any(word in low for word in _SINK_WORDS):
+        return True
+    return any(word in low for word in _WEAK_SINK_WORDS) and _WEAK_SINK.search(low) is not None
+
+
 _HANDLER_GATE = re.compile(r"on[a-z]{2,40}\s*=")
 _STYLE_GATE = re.compile(r"style\s*=")
 
@@ -95,16 +110,16 @@ _RULES: list[tuple[str, Gate, str, re.Pattern[str], str]] = [
     ("xss.js_entity", ("&{",), "lower",
      re.compile(r"&\{"),
      "Netscape JavaScript entity &{…}"),
-    ("xss.js_breakout", _SINK_WORDS, "lower",
+    ("xss.js_breakout", _SINK_CALL, "lower",
      re.compile(
          r"[\"'\x60]\s*(?:[-+*/%^|&,;:?)}\]]|\)\s*;|\}\s*;?)\s*"
          r"(?:[\w$.]{1,40}\s*[=;,]\s*)?" + _SINK
      ),
      "break out of a JavaScript string into a script call"),
-    ("xss.markup_breakout", _SINK_WORDS, "lower",
+    ("xss.markup_breakout", _SINK_CALL, "lower",
      re.compile(r"(?:-->|\*/|[\"'\x60]\s*>|</[a-z]{1,20}\s*>)\s*" + _SINK),
      "script call right after closing markup"),
-    ("xss.tag_script_call", _SINK_WORDS, "lower",
+    ("xss.tag_script_call", _SINK_CALL, "lower",
      re.compile(r"<[a-z][^<>]{0,400}?" + _SINK),
      "tag whose attributes call script"),
     ("xss.computed_call", ("[",), "lower",
@@ -136,7 +151,7 @@ def _may_be_xss(low: str) -> bool:
             return True
     if "=" in low and (_HANDLER_GATE.search(low) or _STYLE_GATE.search(low)):
         return True
-    return any(word in low for word in _SINK_WORDS)
+    return _has_sink(low)
 
 
 def scan_xss(prepared: Prepared) -> list[Finding]:
@@ -148,7 +163,7 @@ def scan_xss(prepared: Prepared) -> list[Finding]:
     for rule, gate, view, pattern, message in _RULES:
         passed = gates.get(id(gate))
         if passed is None:
-            passed = gates[id(gate)] = passes(gate, low)
+            passed = gates[id(gate)] = _has_sink(low) if gate is _SINK_CALL else passes(gate, low)
         if not passed:
             continue
         text = low if view == "lower" else prepared.compact
