@@ -80,11 +80,12 @@ _VALUES = frozenset("1snvf")
 def tokens(text: str, start: int = 0, *, after_quote: bool = False) -> str:
     """The unfolded fingerprint of ``text[start:]``: one class character per token.
 
-    Reading stops early once no shape can match any more: two values side by side at
-    the start (``the quick``: prose), or, after a quote, a word or number right away
+    Reading stops early once no shape can match any more: two values side by side outside
+    parentheses (``the quick``: prose), or, after a quote, a word or number right away
     (``it's``, ``5' 10"``).
     """
     out: list[str] = []
+    depth = 0  # parentheses open: inside a call, ``cast(x as int)`` is no prose
     end = len(text)
     classes = _GROUP_CLASS
     words = _WORDS
@@ -108,15 +109,23 @@ def tokens(text: str, start: int = 0, *, after_quote: bool = False) -> str:
                 cls = "c"
             else:  # executable-comment markers: their content is code
                 continue
-        out.append(cls)
-        count = len(out)
-        if count <= 2:
-            if after_quote:
-                if count == 1 and cls in "n1X":
-                    break
-            elif count == 2 and out[0] in _VALUES and cls in _VALUES:
+        if out:
+            # two values side by side end every shape but a SELECT's column and table
+            # names (``select a b from users u``): read no further
+            # (adjacent strings concatenate: ``'a' 'b'`` is one value)
+            if (cls in _VALUES and out[-1] in _VALUES and out[0] != "E" and depth == 0
+                    and not (cls == "s" and out[-1] == "s")):
+                out.append("X")  # whatever follows: no shape may take this for the end
                 break
-        elif count >= MAX_TOKENS:
+        elif after_quote and cls in "n1X":
+            return "X"  # ``it's``, ``5' 10"``: the quote was an apostrophe or a unit
+        if cls[-1] == "(":
+            depth += 1
+        elif cls == ")" and depth:
+            depth -= 1
+        out.append(cls)
+        if len(out) >= MAX_TOKENS:
+            out.append("X")
             break
     return "".join(out)
 

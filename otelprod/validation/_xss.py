@@ -57,9 +57,9 @@ _SINK_CALL: Gate = ("sink call",)
 
 
 def _has_sink(low: str) -> bool:
-    if any(word in low for word in _SINK_WORDS):
+    if passes(_SINK_WORDS, low):
         return True
-    return any(word in low for word in _WEAK_SINK_WORDS) and _WEAK_SINK.search(low) is not None
+    return passes(_WEAK_SINK_WORDS, low) and _WEAK_SINK.search(low) is not None
 
 
 _HANDLER_GATE = re.compile(r"on[a-z]{2,40}\s*=")
@@ -146,9 +146,8 @@ _RULES: list[tuple[str, Gate, str, re.Pattern[str], str]] = [
 # search beats any regex alternation): text with none of them is left alone.
 _NEEDED = ("<", "{", "script", "mocha", "data:", "expression", "binding", "behavior", "&{")
 def _may_be_xss(low: str) -> bool:
-    for word in _NEEDED:
-        if word in low:
-            return True
+    if passes(_NEEDED, low):
+        return True
     if "=" in low and (_HANDLER_GATE.search(low) or _STYLE_GATE.search(low)):
         return True
     return _has_sink(low)
