@@ -1,28 +1,36 @@
 """Injection detectors and the HTML sanitizer against their anchors, in one run.
 
-1. Detection rate per attack file of ``tests/data/corpora`` (lines of three
-   characters or fewer reported apart as ambiguous), otelprod's detectors
-   next to libinjection (``is_xss`` / ``is_sql_injection``). Target >= 95 %.
-2. False positives on libinjection's own benign list. Target <= 1 %.
-3. Throughput (inputs/s) of both detectors together at 10 B, 1 KB and 64 KB,
-   against libinjection doing the same two checks (C code: expect a ratio
-   below 1; the row is there to show the price of the extra coverage).
-4. Worst case on adversarial 64 KB inputs (``<``/``'`` repeated, nested
-   brackets, …): milliseconds, target well under 50 ms.
+1. Detection rate per attack file of ``tests/data/corpora`` (PayloadsAllTheThings lists and
+   libinjection's development data), on the development part and on the held-out part
+   (``tests/corpora.py``), otelprod's detectors next to libinjection (``is_xss`` /
+   ``is_sql_injection``). libinjection reads its own files URL-decoded, as its test
+   harness does (``+`` as a space); otelprod reads every line as it is written.
+2. False positives per benign file (prose, documentation, changelogs, markdown, pasted
+   code; libinjection's search queries), both parts, as the share of lines let through
+   (the note gives the flagged counts).
+3. Median cost per input of both detectors together (``detect_xss`` then ``detect_sqli``
+   on the same value, as a caller would), against libinjection doing the same two checks,
+   input by input, interleaved: on the attack files, on benign prose, and on 1 KB inputs.
+   Every call gets its own copy of the input, so nothing is remembered between calls.
+   Target <= 3x.
+4. Worst case on adversarial 64 KB inputs (runs of backslashes, ``' or '``, nested
+   encodings, ``<``, ``%``, ``&#``, quotes, comment markers, ...): CPU milliseconds,
+   target < 50 ms.
 5. ``sanitize_html`` per call against bare ``nh3.clean`` with the same policy
    (target <= 1.1x) and against ``bleach.clean``.
 
-Every miss is printed afterwards; a miss that is harmless on its own (a
-fragment of a multi-line vector) is labelled as a justified miss.
+Every miss and every flagged benign line of the held-out parts is printed afterwards.
 
     python -m benchmarks.bench_validation
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote_plus
 
 import bleach
 import libinjection
@@ -30,15 +38,17 @@ import nh3
 
 from benchmarks._harness import Result, compare, print_table
 from otelprod.validation import detect_sqli, detect_xss, sanitize_html
-
-CORPORA = Path(__file__).resolve().parents[1] / "tests" / "data" / "corpora"
-
-#: corpus lines that do nothing on their own, and why
-JUSTIFIED_MISSES = {
-    'a="get";': "a JavaScript assignment: one line of a multi-line vector, inert alone",
-    "<HTML><BODY>": "plain document markup with no script, handler or URL",
-    "<? echo('<SCR)';": "half of a PHP-split tag; the other half is on another line",
-}
+from tests.corpora import (
+    CORPORA,
+    SEARCH_QUERIES,
+    attack_files,
+    attack_lines,
+    corpus_lines,
+    is_xss_file,
+    prose_files,
+    scored,
+    split,
+)
 
 Detector = Callable[[str], bool]
 
@@ -59,107 +69,173 @@ def libinjection_sqli(text: str) -> bool:
     return bool(libinjection.is_sql_injection(text)["is_sqli"])
 
 
-def _lines(path: Path, *, skip_comments: bool) -> list[str]:
-    if not CORPORA.is_dir():
-        raise SystemExit(f"corpus folder {CORPORA} is missing (it ships with the repository)")
-    return [line for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and not (skip_comments and line.startswith("#"))]
+def _as_libinjection_reads(path: Path) -> Callable[[str], str]:
+    """libinjection's harness URL-decodes its own files; other lists are read as written."""
+    return unquote_plus if path.parent.name == "libinjection" else str
 
 
 def detection(misses_out: dict[str, list[str]]) -> list[Result]:
     results = []
-    for path in sorted((CORPORA / "attacks").glob("*.txt")):
-        xss = path.name.startswith("xss")
+    for path in attack_files():
+        xss = is_xss_file(path)
         ours, anchor = (ours_xss, libinjection_xss) if xss else (ours_sqli, libinjection_sqli)
-        lines = _lines(path, skip_comments=not xss)
-        ambiguous = [line for line in lines if len(line.strip()) <= 3]
-        scored = [line for line in lines if len(line.strip()) > 3]
-        misses = [line for line in scored if not ours(line)]
-        misses_out[path.name] = misses
-        found = 100 * (len(scored) - len(misses)) / len(scored)
-        anchor_found = 100 * sum(anchor(line) for line in scored) / len(scored)
-        results.append(Result(
-            f"detect {path.name} ({len(scored)} + {len(ambiguous)} ambiguous)", "% detected",
-            found, "libinjection", anchor_found, ">= 95 %", lower_is_better=False,
-        ))
+        anchor_input = _as_libinjection_reads(path)
+        for part, lines in zip(("dev", "held-out"), split(attack_lines(path)), strict=True):
+            lines, ambiguous = scored(lines)
+            misses = [line for line in lines if not ours(line)]
+            if part == "held-out":
+                misses_out[path.name] = misses
+            found = 100 * (len(lines) - len(misses)) / len(lines)
+            anchor_found = 100 * sum(anchor(anchor_input(line)) for line in lines) / len(lines)
+            results.append(Result(
+                f"detect {path.name} {part} ({len(lines)}+{len(ambiguous)} amb.)",
+                "% detected", found, "libinjection", anchor_found, ">= libinj.",
+                lower_is_better=False,
+            ))
     return results
 
 
-def false_positives(flagged_out: list[str]) -> Result:
-    lines = _lines(CORPORA / "benign" / "search-queries.txt", skip_comments=True)
-    flagged = [line for line in lines if ours_xss(line) or ours_sqli(line)]
-    flagged_out.extend(flagged)
-    anchor = [line for line in lines if libinjection_xss(line) or libinjection_sqli(line)]
-    return Result(f"false positives, benign list ({len(lines)} lines)", "% flagged",
-                  100 * len(flagged) / len(lines), "libinjection",
-                  100 * len(anchor) / len(lines), "<= 1 %")
+def _flagged_by_us(line: str) -> bool:
+    return ours_xss(line) or ours_sqli(line)
 
 
-def _sized(size: int) -> str:
-    """Ordinary text of ``size`` bytes built from benign queries (no early exit for anyone)."""
-    lines = _lines(CORPORA / "benign" / "search-queries.txt", skip_comments=True)
-    text = " ".join(lines)
-    while len(text) < size:
-        text += " " + text
-    return text[:size]
+def _flagged_by_libinjection(line: str) -> bool:
+    return libinjection_xss(line) or libinjection_sqli(line)
 
 
-def throughput(quick: bool) -> list[Result]:
+def _passed_row(name: str, count: int, ours: int, anchor: int, target: str) -> Result:
+    """Benign lines let through (100 % - false positives), so the ratio is never 0/0."""
+    return Result(name, "% passed", 100 * (count - ours) / count, "libinjection",
+                  100 * (count - anchor) / count, target, lower_is_better=False,
+                  note=f"flagged: {ours} vs {anchor}")
+
+
+def false_positives(flagged_out: list[str]) -> list[Result]:
     results = []
-    for label, size, number in (("10 B", 10, 2000), ("1 KB", 1024, 300), ("64 KB", 65536, 5)):
-        text = _sized(size)
-        n = max(1, number // 5) if quick else number
+    files = [*prose_files(), CORPORA / "benign" / SEARCH_QUERIES]
+    totals = {"dev": [0, 0, 0], "held-out": [0, 0, 0]}
+    for path in files:
+        for part, lines in zip(("dev", "held-out"), split(corpus_lines(path)), strict=True):
+            flagged = [line for line in lines if _flagged_by_us(line)]
+            anchor = sum(_flagged_by_libinjection(line) for line in lines)
+            if part == "held-out":
+                flagged_out.extend(f"{path.name}: {line}" for line in flagged)
+            if path.name != SEARCH_QUERIES:
+                totals[part][0] += len(lines)
+                totals[part][1] += len(flagged)
+                totals[part][2] += anchor
+            results.append(_passed_row(f"benign {path.name} {part} ({len(lines)})",
+                                       len(lines), len(flagged), anchor,
+                                       "flagged <= 1 %" if path.name == SEARCH_QUERIES
+                                       else "flagged <= 0.2 %"))
+    for part, (count, ours, anchor) in totals.items():
+        results.append(_passed_row(f"benign, all prose {part} ({count})", count, ours, anchor,
+                                   "flagged <= 0.2 %"))
+    return results
 
-        def ours(text: str = text) -> None:
-            detect_xss(text)
-            detect_sqli(text)
 
-        def anchor(text: str = text) -> None:
-            libinjection.is_xss(text)
-            libinjection.is_sql_injection(text)
+def _median_cost(inputs: list[str], reps: int) -> tuple[float, float]:
+    """Median over inputs of the best per-call µs of ours and of the anchor, interleaved."""
+    ours_us, anchor_us = [], []
+    clock = time.perf_counter
+    for text in inputs:
+        copies = [text.encode().decode() for _ in range(reps)]  # nothing remembered
+        best_ours = best_anchor = float("inf")
+        for copy in copies:
+            start = clock()
+            detect_xss(copy)
+            detect_sqli(copy)
+            middle = clock()
+            libinjection.is_xss(copy)
+            libinjection.is_sql_injection(copy)
+            end = clock()
+            best_ours = min(best_ours, middle - start)
+            best_anchor = min(best_anchor, end - middle)
+        ours_us.append(best_ours * 1e6)
+        anchor_us.append(best_anchor * 1e6)
+    return statistics.median(ours_us), statistics.median(anchor_us)
 
-        ours_us, anchor_us = compare(ours, anchor, number=n, rounds=3 if quick else 7)
-        results.append(Result(f"detect xss+sqli throughput, {label} input", "inputs/s",
-                              1e6 / ours_us, "libinjection", 1e6 / anchor_us,
-                              lower_is_better=False, note="C anchor; informational"))
+
+def _sample(lines: list[str], count: int) -> list[str]:
+    step = max(1, len(lines) // count)
+    return lines[::step][:count]
+
+
+def _kilobyte_inputs(count: int) -> list[str]:
+    """1 KB slices of benign prose and of attack lines joined (no early exit for anyone)."""
+    prose = " ".join(line for path in prose_files() for line in corpus_lines(path))
+    attacks = " ".join(line for path in attack_files() for line in attack_lines(path))
+    slices = []
+    for text in (prose, attacks):
+        slices += [text[i : i + 1024] for i in range(0, len(text) - 1024, len(text) // count)]
+    return slices[: 2 * count]
+
+
+def cost(quick: bool) -> list[Result]:
+    count = 150 if quick else 1500
+    reps = 3 if quick else 5
+    groups = {
+        "PayloadsAllTheThings attack files": [
+            line for path in attack_files() if path.parent.name == "attacks"
+            for line in attack_lines(path)],
+        "libinjection SQLi data + forums": [
+            line for name in ("sqli-libinjection-data.txt", "sqli-libinjection-forums.txt")
+            for line in attack_lines(CORPORA / "libinjection" / name)],
+        "libinjection XSS data": attack_lines(
+            CORPORA / "libinjection" / "xss-libinjection-data.txt"),
+        "benign prose": [line for path in prose_files() for line in corpus_lines(path)],
+        "1 KB inputs (prose, attacks)": _kilobyte_inputs(15 if quick else 60),
+    }
+    results = []
+    for label, lines in groups.items():
+        ours_us, anchor_us = _median_cost(_sample(lines, count), reps)
+        results.append(Result(f"median cost xss+sqli, {label}", "µs/input", ours_us,
+                              "libinjection xss+sqli", anchor_us, "<= 3x"))
     return results
 
 
 ADVERSARIAL = {
+    "backslashes": "\\" * 65536,
+    "escaped quotes": "\\'" * 32768,
+    "' or ' repeated": " or '" * 13107,
+    "1 or repeated": "1 or " * 13107,
+    "nested encodings %2525": "%2525" * 13107,
+    "'%' x 64K": "%" * 65536,
+    "'&#' x 32K": "&#" * 32768,
     "'<' x 64K": "<" * 65536,
     "quote x 64K": "'" * 65536,
     "nested brackets": "<" + "[(" * 32767,
     "'(' x 64K": "(" * 65536,
     "'<a ' x 21K": "<a " * 21845,
-    "' or ' x 13K": " or '" * 13107,
     "'/*' x 32K": "/*" * 32768,
+    "'--' x 32K": "--" * 32768,
     "' style=' x 9K": " style=" * 9362,
+    "+ADw- x 13K": "+ADw-" * 13107,
+    "'{{' x 32K": "{{" * 32768,
 }
 
 
 def adversarial(quick: bool) -> tuple[Result, str]:
     worst, worst_name = 0.0, ""
     for name, text in ADVERSARIAL.items():
-        best = min(_timed(text) for _ in range(1 if quick else 3))
+        best = min(_cpu_ms(text, ours=True) for _ in range(1 if quick else 3))
         if best > worst:
             worst, worst_name = best, name
-    anchor = min(_timed_libinjection(ADVERSARIAL[worst_name]) for _ in range(3))
-    return Result(f"worst adversarial 64 KB input ({worst_name})", "ms", worst,
+    anchor = min(_cpu_ms(ADVERSARIAL[worst_name], ours=False) for _ in range(3))
+    return Result(f"worst adversarial 64 KB input ({worst_name})", "ms CPU", worst,
                   "libinjection, same input", anchor, "< 50 ms"), worst_name
 
 
-def _timed(text: str) -> float:
-    start = time.perf_counter()
-    detect_xss(text)
-    detect_sqli(text)
-    return (time.perf_counter() - start) * 1000
-
-
-def _timed_libinjection(text: str) -> float:
-    start = time.perf_counter()
-    libinjection.is_xss(text)
-    libinjection.is_sql_injection(text)
-    return (time.perf_counter() - start) * 1000
+def _cpu_ms(text: str, *, ours: bool) -> float:
+    text = text.encode().decode()
+    start = time.process_time()
+    if ours:
+        detect_xss(text)
+        detect_sqli(text)
+    else:
+        libinjection.is_xss(text)
+        libinjection.is_sql_injection(text)
+    return (time.process_time() - start) * 1000
 
 
 SAMPLE_HTML = (
@@ -193,8 +269,8 @@ def run(quick: bool = False) -> list[Result]:
     misses: dict[str, list[str]] = {}
     flagged: list[str] = []
     results = detection(misses)
-    results.append(false_positives(flagged))
-    results.extend(throughput(quick))
+    results.extend(false_positives(flagged))
+    results.extend(cost(quick))
     worst, _ = adversarial(quick)
     results.append(worst)
     results.extend(sanitizer(quick))
@@ -205,13 +281,11 @@ def run(quick: bool = False) -> list[Result]:
 def _print_misses(misses: dict[str, list[str]], flagged: list[str]) -> None:
     for name, lines in misses.items():
         for line in lines:
-            why = JUSTIFIED_MISSES.get(line)
-            label = f"justified miss ({why})" if why else "MISS"
-            print(f"{name}: {label}: {line[:120]}")
+            print(f"held-out miss, {name}: {line[:120]}")
     for line in flagged:
-        print(f"benign flagged: {line[:120]}")
+        print(f"held-out benign flagged, {line[:120]}")
     if not any(misses.values()) and not flagged:
-        print("no misses, no false positives")
+        print("no held-out misses, no held-out false positives")
 
 
 if __name__ == "__main__":

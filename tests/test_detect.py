@@ -1,7 +1,9 @@
 """XSS and SQL-injection detectors: corpus rates, decoding, families beyond the corpus, safety.
 
-The corpora live in ``tests/data/corpora`` (origins and licences in its
-SOURCES.md). A missing folder fails loudly: the targets can't be checked without it.
+The corpora live in ``tests/data/corpora`` (origins and licences in its SOURCES.md); every
+file is split into a development part and a held-out part (``tests/corpora.py``), and both
+parts are held to the same targets. A missing folder fails loudly: the targets can't be
+checked without it.
 """
 
 from __future__ import annotations
@@ -11,77 +13,99 @@ from pathlib import Path
 
 import pytest
 
-from otelprod.validation import Finding, detect_sqli, detect_xss, is_attack
+from otelprod.validation import Finding, detect_sqli, detect_threats, detect_xss, is_attack
+from tests.corpora import (
+    CORPORA,
+    LIBINJECTION_AMBIGUOUS,
+    SEARCH_QUERIES,
+    attack_files,
+    attack_lines,
+    corpus_lines,
+    is_xss_file,
+    prose_files,
+    scored,
+    split,
+)
 
-CORPORA = Path(__file__).resolve().parent / "data" / "corpora"
-
-XSS_TARGET = 0.95
-SQLI_TARGET = 0.95
-FP_TARGET = 0.01
-AMBIGUOUS_MAX_LEN = 3
-
-
-def corpus_lines(path: Path, *, skip_comments: bool) -> list[str]:
-    assert CORPORA.is_dir(), (
-        f"corpus folder {CORPORA} is missing: it ships with the repository"
-    )
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [line for line in lines
-            if line.strip() and not (skip_comments and line.startswith("#"))]
-
-
-def attack_files(prefix: str) -> list[Path]:
-    files = sorted((CORPORA / "attacks").glob(f"{prefix}-*.txt"))
-    assert files, f"no {prefix}-*.txt files under {CORPORA / 'attacks'}"
-    return files
-
-
-def split_ambiguous(lines: list[str]) -> tuple[list[str], list[str]]:
-    ambiguous = [line for line in lines if len(line.strip()) <= AMBIGUOUS_MAX_LEN]
-    return [line for line in lines if len(line.strip()) > AMBIGUOUS_MAX_LEN], ambiguous
+#: detection targets per file (both parts); libinjection's own data is its training set, where
+#: it scores 99.5-100 %: these are the floors this detector holds there, not the goal
+DETECTION_TARGETS = {
+    "sqli-libinjection-data.txt": 0.94,
+    "sqli-libinjection-forums.txt": 0.995,
+    "sqli-libinjection-unittests.txt": 0.80,
+    "xss-libinjection-data.txt": 0.96,
+    "xss-rsnake.txt": 0.92,
+}
+DEFAULT_TARGET = 0.95
+PROSE_FP_TARGET = 0.002
+SEARCH_QUERIES_FP_TARGET = 0.01
 
 
-@pytest.mark.parametrize("path", attack_files("xss") if CORPORA.is_dir() else [None],
+def _detect(path: Path):
+    return detect_xss if is_xss_file(path) else detect_sqli
+
+
+@pytest.mark.parametrize("part", ["development", "held-out"])
+@pytest.mark.parametrize("path", attack_files() if CORPORA.is_dir() else [None],
                          ids=lambda p: p.name if p else "missing")
-def test_xss_detection_rate_per_corpus_file(path: Path | None) -> None:
+def test_detection_rate_per_corpus_file(path: Path | None, part: str) -> None:
     assert path is not None, f"corpus folder {CORPORA} is missing"
-    lines, ambiguous = split_ambiguous(corpus_lines(path, skip_comments=False))
-    misses = [line for line in lines if not detect_xss(line)]
+    dev, held = split(attack_lines(path))
+    lines, ambiguous = scored(dev if part == "development" else held)
+    assert lines, f"{path.name}: no {part} lines"
+    detect = _detect(path)
+    misses = [line for line in lines if not detect(line)]
     rate = 1 - len(misses) / len(lines)
-    assert rate >= XSS_TARGET, (
-        f"{path.name}: {rate:.1%} detected (target {XSS_TARGET:.0%}); "
+    target = DETECTION_TARGETS.get(path.name, DEFAULT_TARGET)
+    assert rate >= target, (
+        f"{path.name} ({part}): {rate:.1%} detected (target {target:.0%}); "
         f"{len(ambiguous)} ambiguous lines reported apart; misses:\n" + "\n".join(misses)
-    )
-
-
-@pytest.mark.parametrize("path", attack_files("sqli") if CORPORA.is_dir() else [None],
-                         ids=lambda p: p.name if p else "missing")
-def test_sqli_detection_rate_per_corpus_file(path: Path | None) -> None:
-    assert path is not None, f"corpus folder {CORPORA} is missing"
-    # the time-based list opens with a "# from wapiti" credit line
-    lines, ambiguous = split_ambiguous(corpus_lines(path, skip_comments=True))
-    misses = [line for line in lines if not detect_sqli(line)]
-    rate = 1 - len(misses) / len(lines)
-    assert rate >= SQLI_TARGET, (
-        f"{path.name}: {rate:.1%} detected (target {SQLI_TARGET:.0%}); "
-        f"{len(ambiguous)} ambiguous lines reported apart: {ambiguous}; misses:\n"
-        + "\n".join(misses)
     )
 
 
 def test_ambiguous_lines_exist_and_are_kept_apart() -> None:
     lines = corpus_lines(CORPORA / "attacks" / "sqli-auth-bypass.txt", skip_comments=False)
-    _, ambiguous = split_ambiguous(lines)
+    _, ambiguous = scored(lines)
     assert "'-'" in ambiguous and len(ambiguous) >= 5
 
 
-def test_false_positive_rate_on_benign_queries() -> None:
-    lines = corpus_lines(CORPORA / "benign" / "search-queries.txt", skip_comments=True)
-    assert len(lines) > 400
-    flagged = {line: [f.rule for f in detect_xss(line) + detect_sqli(line)] for line in lines}
+def test_libinjection_not_sqli_fragments_are_mostly_left_alone() -> None:
+    """``1 UNION``, ``foo'--'bar'``: libinjection calls them harmless; they are reported apart."""
+    lines = corpus_lines(CORPORA / "libinjection" / LIBINJECTION_AMBIGUOUS)
+    flagged = [line for line in lines if detect_sqli(line)]
+    assert len(lines) >= 15 and len(flagged) <= len(lines) // 4, flagged
+
+
+def test_libinjection_files_write_newlines_as_percent_0a() -> None:
+    """The files keep one input per line; decoding turns ``%0A`` back into a newline."""
+    text = (CORPORA / "libinjection" / "sqli-libinjection-data.txt").read_text(encoding="utf-8")
+    assert "%0A" in text
+    assert detect_sqli("-1%0Aunion%0Aselect%0A1,2")
+
+
+@pytest.mark.parametrize("part", ["development", "held-out"])
+def test_false_positive_rate_on_benign_prose(part: str) -> None:
+    lines = [line for path in prose_files()
+             for line in split(corpus_lines(path))[part == "held-out"]]
+    assert len(lines) > (3000 if part == "development" else 800)
+    flagged = {line: [f.rule for f in detect_threats(line)] for line in lines}
     flagged = {line: rules for line, rules in flagged.items() if rules}
     rate = len(flagged) / len(lines)
-    assert rate <= FP_TARGET, f"{rate:.2%} of benign lines flagged (target <= 1%): {flagged}"
+    assert rate <= PROSE_FP_TARGET, (
+        f"{part}: {rate:.2%} of {len(lines)} benign lines flagged "
+        f"(target <= {PROSE_FP_TARGET:.1%}): {flagged}"
+    )
+
+
+def test_false_positive_rate_on_benign_queries() -> None:
+    lines = corpus_lines(CORPORA / "benign" / SEARCH_QUERIES)
+    assert len(lines) > 400
+    flagged = {line: [f.rule for f in detect_threats(line)] for line in lines}
+    flagged = {line: rules for line, rules in flagged.items() if rules}
+    rate = len(flagged) / len(lines)
+    assert rate <= SEARCH_QUERIES_FP_TARGET, (
+        f"{rate:.2%} of benign lines flagged (target <= 1%): {flagged}"
+    )
 
 
 # --- attack families that are not in the corpora ----------------------------------------
@@ -117,6 +141,18 @@ XSS_FAMILIES = [
     "<input onfocus=alert(1) autofocus>",
     "<meta http-equiv=refresh content=\"0;url=javascript:alert(1)\">",
     "<base href=//evil.example/>",
+    # computed property calls, comments inside the brackets
+    "window[/al/.source+/ert/.source](1)",
+    "top[\"al\"+\"ert\"](1)",
+    "self[/*x*/'al'+'ert'/*y*/](document.domain)",
+    # client-side templates (Angular, Vue)
+    "{{constructor.constructor('alert(1)')()}}",
+    "<img src=x @error=alert(1)>",
+    "<div v-on:click=\"alert(1)\">x</div>",
+    # XML external entities, CSS that loads or runs
+    "<!DOCTYPE x [<!ENTITY xxe SYSTEM \"file:///etc/passwd\">]><x>&xxe;</x>",
+    "<div style=\"background-image:url(//evil.example/x.png)\">",
+    "<p style=\"@import 'http://evil.example/x.css';\">",
 ]
 
 SQLI_FAMILIES = [
@@ -148,6 +184,23 @@ SQLI_FAMILIES = [
     "' GROUP BY columnnames HAVING 1=1 --",
     "1' AND (SELECT COUNT(*) FROM users) > 0 --",
     "1) or benchmark(1000000,md5(1))#",
+    # arithmetic or a function call before a comparison
+    "foo' and 1+2+3+4+5+6=21--",
+    "HOPE AND COS(3)=SIN(4)",
+    "1 and user_name() = 'dbo'",
+    "2 or 7*3 >= 20",
+    # || before a column, Oracle concatenation
+    "1 || user_id is not null",
+    "' || pkg.fn('a','b') || '",
+    # whole statements on any catalogue
+    "select * from sysusers",
+    "select name, password from sys.sql_logins",
+    # odd argument shapes
+    "sELecT slEep (20 dIv 3)",
+    "1 and sleep(2*3)",
+    # written the way libinjection's data writes it: URL-encoded, + for space
+    "foo%27+and+1%2B2%2B3%3D6--",
+    "1%29+or+%281%3D1",
 ]
 
 
@@ -180,6 +233,17 @@ BENIGN = [
     "I <3 Python", "He said \"hello\" and left", "1,000,000", "#hashtag #2024",
     "online=true&mode=dark", "The 'sleep' command pauses", "onion rings", "Sleep (8 hours)",
     "-- signature --", "Dear Sir/Madam, I'm writing regarding order #1234.",
+    # a quote, then a spaced dash
+    "The students' -- and the teachers' -- rooms", "He said 'no' -- and left",
+    # SQL words inside a sentence
+    "You can group, order or select from the list below",
+    "Click select, then choose one or more from the menu",
+    "the between's syntax is odd", "It's 'like' the LIKE operator, but case-blind",
+    # script variables named on…
+    "var onload = init();", "const onClick = handler(event);",
+    # a quoted symbol in documentation
+    'Formerly, "^" characters in the search string were ignored.',
+    "Sleep (8 hours) and drink water",
 ]
 
 
@@ -218,22 +282,58 @@ ADVERSARIAL = {
     "lt": "<" * 65536,
     "quote": "'" * 65536,
     "dquote": '"' * 65536,
+    "backslashes": "\\" * 65536,
+    "escaped quotes": "\\'" * 32768,
     "brackets": "<" + "[(" * 32768,
     "parens": "(" * 65536,
     "tags": "<a " * 21845,
     "handlers": " onx=" * 13107,
     "comments": "/*" * 32768,
+    "comment ends": "*/" * 32768,
+    "line comments": "--" * 32768,
+    "hashes": "#" * 65536,
     "entities": "&#" * 32768,
-    "percent": "%25" * 21845,
+    "percent": "%" * 65536,
+    "percent 25": "%25" * 21845,
+    "nested encodings": "%2525" * 13107,
+    "unicode escapes": "\\u" * 32768,
+    "utf-7": "+ADw-" * 13107,
     "or": " or '" * 13107,
+    "or numbers": "1 or " * 13107,
+    "select": "select " * 9362,
+    "union select": "union select " * 5041,
+    "calls": "f(" * 32768,
+    "styles": " style=" * 9362,
+    "templates": "{{" * 32768,
 }
+#: generous: the benchmark reports the worst case against its 50 ms target; this only
+#: catches a blow-up (quadratic or exponential time), measured as this process's CPU time
+CPU_SECONDS_BOUND = 0.5
 
 
 @pytest.mark.parametrize("name", ADVERSARIAL)
 def test_no_catastrophic_backtracking(name: str) -> None:
-    """A generous bound that only a blow-up can break; speed is the benchmark's job."""
     text = ADVERSARIAL[name]
-    start = time.perf_counter()
+    assert len(text) >= 65000
+    start = time.process_time()
     detect_xss(text)
     detect_sqli(text)
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < CPU_SECONDS_BOUND
+
+
+def test_the_sql_reading_is_bounded_whatever_the_length() -> None:
+    """Structure, not time: the tokenizer reads at most MAX_TOKENS tokens per reading."""
+    from otelprod.validation._sqltokens import MAX_TOKENS, tokens
+
+    # X marks a reading cut short, so that no shape takes the cut for the end of the input
+    assert tokens("1 or " * 13107) == "1&" * (MAX_TOKENS // 2) + "X"
+    assert tokens("the quick brown fox " * 4000) == "nX"  # prose: stops at two words
+    assert tokens("it's " * 10000, 3, after_quote=True) == "X"  # an apostrophe, not a quote
+
+
+def test_detect_threats_is_both_detectors_on_one_decoding() -> None:
+    value = "%27%20or%201%3D1--"
+    assert [f.rule for f in detect_threats(value)] == [f.rule for f in detect_sqli(value)]
+    both = "<script>alert(1)</script>' union select 1--"
+    assert {f.threat for f in detect_threats(both)} == {"xss", "sqli"}
+    assert detect_threats("plain words") == []

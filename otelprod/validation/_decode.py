@@ -13,9 +13,9 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import unquote
 
 #: how many times a layer of encoding is peeled before giving up (``%252527``)
@@ -27,6 +27,7 @@ _JS_ESCAPE = re.compile(
 )
 _CSS_HEX_ESCAPE = re.compile(r"\\([0-9a-fA-F]{1,6})[ \t]?")
 _ESCAPED_PUNCT = re.compile(r"\\([^\w\s])")
+_BACKSLASH_RUN = re.compile(r"\\{2,}")
 _UTF7_CHUNK = re.compile(r"\+(A[A-Za-z0-9/]{1,7})-?")  # markup characters all encode as +A…
 _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _URL_INVISIBLE = re.compile(r"[\x00-\x1f\x7f\\]")
@@ -93,6 +94,8 @@ def _decode_once(text: str) -> str:
     if "&" in text:
         text = html.unescape(text)
     if "\\" in text:
+        if "\\\\" in text:  # a run of backslashes escapes itself down to one, in one pass
+            text = _BACKSLASH_RUN.sub(r"\\\\", text)
         text = _JS_ESCAPE.sub(_js_unescape, text)
         text = _CSS_HEX_ESCAPE.sub(_css_unescape, text)
         text = _ESCAPED_PUNCT.sub(r"\1", text)
@@ -159,6 +162,24 @@ def strip_line_comments(text: str) -> str:
     return " ".join(lines)
 
 
+_T = TypeVar("_T")
+
+
+class _lazy(Generic[_T]):
+    """``functools.cached_property`` without its lock (3.10 and 3.11 take one per first
+    access, which costs more than the views themselves); a view computed twice by two
+    threads is merely computed twice."""
+
+    def __init__(self, compute: Callable[[Any], _T]) -> None:
+        self.compute = compute
+        self.name = compute.__name__
+        self.__doc__ = compute.__doc__
+
+    def __get__(self, instance: Any, owner: Any = None) -> _T:
+        value = instance.__dict__[self.name] = self.compute(instance)
+        return value
+
+
 @dataclass
 class Prepared:
     """One input, decoded once and viewed the ways the detectors need."""
@@ -166,15 +187,15 @@ class Prepared:
     raw: str
     problems: list[str]
 
-    @cached_property
+    @_lazy
     def decoded(self) -> str:
         return deep_decode(self.raw)
 
-    @cached_property
+    @_lazy
     def lower(self) -> str:
         return self.decoded.lower()
 
-    @cached_property
+    @_lazy
     def compact(self) -> str:
         """What a URL parser or CSS tokenizer sees: controls, backslashes and comments gone."""
         text = strip_block_comments(self.lower, "")
@@ -183,7 +204,24 @@ class Prepared:
             text = _CDATA.sub("", text)
         return text
 
-    @cached_property
+    @_lazy
+    def sql_text(self) -> str:
+        """What the SQL tokenizer reads: lower-cased, control characters as spaces."""
+        low = self.lower
+        return _CONTROLS.sub(" ", low) if _CONTROLS.search(low) else low
+
+    @property
+    def form_encoded(self) -> bool:
+        """``+`` and no space anywhere: ``+`` probably stands for a space (``1+or+1=1``)."""
+        return "+" in self.raw and " " not in self.raw
+
+    @_lazy
+    def form_text(self) -> str:
+        """``sql_text`` of the input read as a form field: ``+`` is a space, ``%2B`` a plus."""
+        low = deep_decode(self.raw.replace("+", " ")).lower()
+        return _CONTROLS.sub(" ", low) if _CONTROLS.search(low) else low
+
+    @_lazy
     def sql_variants(self) -> tuple[str, ...]:
         """The views SQL rules run on.
 
@@ -199,11 +237,23 @@ class Prepared:
         views: list[str] = []
         for base in bases:
             views.append(strip_block_comments(base, " "))
-            if _SPLIT_WORD.search(base):  # only a comment inside a word needs the glued view
+            if "/*" in base and _SPLIT_WORD.search(base):  # UN/**/ION needs the glued view
                 views.append(strip_block_comments(base, ""))
         return tuple(dict.fromkeys(views))
 
 
+# The last input prepared: ``detect_xss(x)`` then ``detect_sqli(x)`` decode ``x`` once.
+# Only immutable inputs, matched by identity; swapping the tuple is atomic.
+_last: tuple[object, Prepared] = (object(), Prepared("", []))
+
+
 def prepare(value: Any) -> Prepared:
+    global _last
+    last_value, last_prepared = _last
+    if value is last_value:
+        return last_prepared
     text, problems = to_text(value)
-    return Prepared(text, problems)
+    prepared = Prepared(text, problems)
+    if isinstance(value, (str, bytes)):
+        _last = (value, prepared)
+    return prepared
