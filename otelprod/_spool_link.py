@@ -182,9 +182,15 @@ class SignalLink:
         self._urgent = threading.Event()
         self._thread: threading.Thread | None = None
         if spool is not None:
-            self._thread = threading.Thread(target=self._run, daemon=True,
-                                            name=f"otelprod-spool-{signal}")
-            self._thread.start()
+            thread = threading.Thread(target=self._run, daemon=True,
+                                      name=f"otelprod-spool-{signal}")
+            try:
+                thread.start()
+                self._thread = thread
+            except RuntimeError:
+                # A forked worker's first export can come at its exit, where Python
+                # 3.12+ starts no thread: the link still sends and spools without one.
+                pass
 
     # --- the export path (the SDK's batch thread) ---------------------------------
     def submit(self, data: bytes, count: int, timeout: float | None = None) -> bool:
