@@ -14,14 +14,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from otelprod._bootstrap import init as init
-    from otelprod._bootstrap import shutdown as shutdown
+    from otelprod._init import init as init
+    from otelprod._init import shutdown as shutdown
     from otelprod.production_integration import ProductionSystem as ProductionSystem
 
 #: public name -> module that defines it
 _EXPORTS: dict[str, str] = {
-    "init": "otelprod._bootstrap",
-    "shutdown": "otelprod._bootstrap",
+    "init": "otelprod._init",
+    "shutdown": "otelprod._init",
     "ProductionSystem": "otelprod.production_integration",
     "get_production_system": "otelprod.production_integration",
     # the features' most used entry points; each module has the rest

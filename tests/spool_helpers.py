@@ -63,7 +63,7 @@ while not (control / "stop").exists():
         _logs.get_logger_provider().force_flush()
         print(f"checkpoint {i}", flush=True)
     time.sleep(0.005)
-from otelprod._bootstrap import export_status
+from otelprod._init import export_status
 status = export_status()
 ok = otelprod.shutdown(timeout=30)
 print(json.dumps({"units": i, "shutdown_ok": ok, "status": status,

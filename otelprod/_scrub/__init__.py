@@ -295,7 +295,7 @@ def __getattr__(name: str) -> Any:
     # The SDK-facing parts load on first use, so feature modules that only
     # need ``scrubber`` never import the SDK.
     if name in _LAZY:
-        from otelprod._scrub import _export
+        from otelprod._pipeline import scrubbing as _export
 
         return getattr(_export, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -76,7 +76,7 @@ def exporter_check(status_fn: Callable[[], dict[str, Any]] | None = None) -> Che
         if status_fn is not None:
             status = status_fn()
         else:
-            from otelprod._bootstrap import export_status
+            from otelprod._init import export_status
 
             status = export_status()
         dropped = int(status.get("dropped") or 0)

@@ -72,7 +72,7 @@ def _rate_limiters() -> Any:
 
 
 def _exporter() -> Any:
-    from otelprod._bootstrap import export_status
+    from otelprod._init import export_status
 
     return export_status()
 

@@ -30,10 +30,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from otelprod import semconv
-from otelprod._settings import Settings, load_settings
+from otelprod._pipeline.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from otelprod.production_integration import ProductionSystem
+    from otelprod._production import ProductionSystem
 
 _log = logging.getLogger("otelprod.bootstrap")
 
@@ -122,7 +122,7 @@ def _install(settings: Settings, resource: Resource) -> Pipeline:
     if reused == set(semconv.Signal.ALL):
         mode = "reused"
     elif settings.console:
-        from otelprod._console import (
+        from otelprod._pipeline.console import (
             ConsoleLogExporter,
             ConsoleMetricExporter,
             ConsoleSpanExporter,
@@ -131,7 +131,7 @@ def _install(settings: Settings, resource: Resource) -> Pipeline:
             ConsoleSpanExporter(), ConsoleMetricExporter(), ConsoleLogExporter())
         mode = "console"
     else:
-        from otelprod._exporters import build_otlp_exporters
+        from otelprod._pipeline.exporters import build_otlp_exporters
 
         exporters = build_otlp_exporters(settings)
         span_exporter, metric_exporter, log_exporter = (
@@ -171,7 +171,7 @@ def _install(settings: Settings, resource: Resource) -> Pipeline:
         pipeline.owned.append("logs")
 
     if exporters is not None and "metrics" in pipeline.owned:
-        from otelprod._exporters import prime_export_metrics
+        from otelprod._pipeline.exporters import prime_export_metrics
 
         prime_export_metrics()
     if reused:
@@ -237,7 +237,7 @@ def init(
     installs nothing (call :func:`shutdown` first to start over with new
     settings). Standard ``OTEL_*`` variables are honoured; otelprod's own
     settings come from ``OTELPROD_*`` variables, overridden by keywords
-    (see :class:`otelprod._settings.Settings`). ``config_overrides`` go to the
+    (see :class:`otelprod._pipeline.settings.Settings`). ``config_overrides`` go to the
     application configuration (``otelprod.config_manager``).
     """
     global _pipeline, _system, _atexit_registered
@@ -252,7 +252,7 @@ def init(
         resource = build_resource(settings, explicit_environment=explicit_env)
         _pipeline = _install(settings, resource)
 
-        from otelprod.production_integration import ProductionSystem
+        from otelprod._production import ProductionSystem
 
         system = ProductionSystem(settings, config_overrides=config_overrides)
         _system = system

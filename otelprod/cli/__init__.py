@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 #: Modules that add subcommands: each has ``register(subparsers)``, and the
 #: parsers it adds set ``func=callable(args) -> int``.
 COMMAND_MODULES: list[str] = [
-    "otelprod.error_handling._cli",
-    "otelprod._spool_cli",
+    "otelprod.cli.dlq",
+    "otelprod.cli.spool",
 ]
 
 _SENSITIVE_ENV = ("HEADERS", "TOKEN", "PASSWORD", "SECRET", "KEY")
@@ -44,8 +44,8 @@ def _reachable(url: str, timeout: float = 0.5) -> bool:
 
 
 def _traces_endpoint(args: argparse.Namespace) -> str:
-    from otelprod._exporters import resolve_targets
-    from otelprod._settings import load_settings
+    from otelprod._pipeline.exporters import resolve_targets
+    from otelprod._pipeline.settings import load_settings
 
     settings = load_settings(endpoint=args.endpoint, protocol=args.protocol)
     return resolve_targets(settings)["traces"].describe()
@@ -90,7 +90,7 @@ def _masked_env() -> dict[str, str]:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from otelprod._doctor import run_doctor
+    from otelprod._pipeline.doctor import run_doctor
 
     return run_doctor(args.endpoint, args.protocol, timeout=args.timeout,
                       env=_masked_env())

@@ -26,11 +26,11 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-import otelprod._fork  # noqa: F401  (registers the child's metric reset at fork)
+import otelprod._pipeline.fork  # noqa: F401  (registers the child's metric reset at fork)
 from otelprod import semconv
-from otelprod._settings import Settings
-from otelprod._spool import SpoolDir, service_dir
-from otelprod._spool_link import Policy, SignalLink, encode, sender_for
+from otelprod._pipeline.settings import Settings
+from otelprod._pipeline.spool.link import Policy, SignalLink, encode, sender_for
+from otelprod._pipeline.spool.store import SpoolDir, service_dir
 from otelprod.errors import ConfigurationError
 
 GRPC = "grpc"

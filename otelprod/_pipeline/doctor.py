@@ -20,8 +20,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from otelprod._exporters import build_otlp_exporters
-from otelprod._settings import load_settings
+from otelprod._pipeline.exporters import build_otlp_exporters
+from otelprod._pipeline.settings import load_settings
 
 
 def _check_traces(exporter: Any, resource: Resource) -> None:

@@ -58,7 +58,7 @@ def reset_metric_state(meter_provider: Any) -> bool:
 
 def _after_fork_in_child() -> None:
     try:
-        from otelprod import _bootstrap
+        from otelprod import _init as _bootstrap
 
         pipeline = _bootstrap._pipeline
         if pipeline is not None and "metrics" in pipeline.owned:

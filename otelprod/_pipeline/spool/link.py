@@ -26,7 +26,7 @@ from typing import Any
 
 import tenacity
 
-from otelprod._spool import SpoolDir, SpoolFull
+from otelprod._pipeline.spool.store import SpoolDir, SpoolFull
 from otelprod._telemetry import truncate
 
 _log = logging.getLogger("otelprod._spool")
