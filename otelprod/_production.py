@@ -1,8 +1,9 @@
 """The production system: every feature wired together behind one object.
 
-``initialize_production()`` (the seed's entry point) and ``otelprod.init()``
-are one code path: the former calls the latter, which builds one
-:class:`ProductionSystem` and starts it.
+``otelprod.init()`` builds one :class:`ProductionSystem` and starts it,
+handing down what the features need from the telemetry pipeline: the service
+name of the resource and the export status (the monitoring checks and the
+status report show it).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from typing import Any
 
 from otelprod import config_manager, error_handling, structured_logging
 from otelprod._pipeline.settings import Settings
+from otelprod._pipeline.status import ExportStatus
 from otelprod.config_manager import Environment
 from otelprod.monitoring import HealthServer, monitoring_system, serve_health
+from otelprod.monitoring._report import finish, gather
 from otelprod.rate_limiter import rate_limit_manager
 
 _log = logging.getLogger("otelprod")
@@ -29,8 +32,13 @@ class ProductionSystem:
     tracing), ``config``, ``monitoring``, ``error_handler``, ``rate_limits``.
     """
 
-    def __init__(self, settings: Settings, config_overrides: dict[str, Any] | None = None) -> None:
+    def __init__(self, settings: Settings, config_overrides: dict[str, Any] | None = None, *,
+                 service_name: str | None = None,
+                 export_status: Callable[[], ExportStatus] = ExportStatus.not_initialized
+                 ) -> None:
         self.settings = settings
+        self.service_name = service_name or settings.service_name or "unknown_service"
+        self._export_status = export_status
         self.config_overrides = dict(config_overrides or {})
         self.started_at = time.time()
         self.config = config_manager.get_config()
@@ -41,15 +49,6 @@ class ProductionSystem:
         self.rate_limits = rate_limit_manager
         self.health_server: HealthServer | None = None
         self._started = False
-
-    @property
-    def service_name(self) -> str:
-        from otelprod import _init as _bootstrap
-
-        pipeline = _bootstrap._pipeline
-        if pipeline is not None:
-            return str(pipeline.resource.attributes.get("service.name", "unknown_service"))
-        return self.settings.service_name or "unknown_service"
 
     def start(self) -> None:
         """Start every feature; each one that fails is logged and the rest still start."""
@@ -78,7 +77,8 @@ class ProductionSystem:
                 console=self.settings.json_logs)
 
     def _start_monitoring(self) -> None:
-        self.monitoring.start(system_metrics=self.settings.system_metrics)
+        self.monitoring.start(system_metrics=self.settings.system_metrics,
+                              export_status=lambda: self._export_status().to_dict())
 
     def _start_health_server(self) -> None:
         if self.settings.health_port is not None:
@@ -104,26 +104,18 @@ class ProductionSystem:
 
     def get_system_status(self) -> dict[str, Any]:
         """JSON-serialisable status of every feature, secrets scrubbed."""
-        from otelprod._init import export_status
-        from otelprod._scrub import scrubber
-
-        sections: dict[str, Callable[[], Any]] = {
-            "telemetry": export_status,
-            "monitoring": self.monitoring.get_status_report,
-            "error_handling": error_handling.status_report,
-            "rate_limiting": self.rate_limits.get_all_stats,
-            "config": config_manager.status_report,
-            "performance": self.obs_system.get_performance_report,
-        }
         status: dict[str, Any] = {
             "service": self.service_name,
             "environment": self.settings.environment,
             "pid": os.getpid(),
             "uptime_s": round(time.time() - self.started_at, 3),
         }
-        for name, section in sections.items():
-            try:
-                status[name] = section()
-            except Exception as exc:  # one broken section must not hide the others
-                status[name] = {"error": f"{type(exc).__name__}: {exc}"}
-        return scrubber.scrub_mapping(status)
+        status.update(gather({
+            "telemetry": lambda: self._export_status().to_dict(),
+            "monitoring": self.monitoring.get_status_report,
+            "error_handling": error_handling.status_report,
+            "rate_limiting": self.rate_limits.get_all_stats,
+            "config": config_manager.status_report,
+            "performance": self.obs_system.get_performance_report,
+        }))
+        return finish(status)

@@ -64,7 +64,7 @@ while not (control / "stop").exists():
         print(f"checkpoint {i}", flush=True)
     time.sleep(0.005)
 from otelprod._init import export_status
-status = export_status()
+status = export_status().to_dict()
 ok = otelprod.shutdown(timeout=30)
 print(json.dumps({"units": i, "shutdown_ok": ok, "status": status,
                   "cost_us": {k: t / n * 1e6 for k, (t, n) in cost.items() if n}}), flush=True)

@@ -1,13 +1,20 @@
-"""A forked worker starts its metrics from zero.
+"""A forked worker is an instance of its own: its own pid, its own metrics from zero.
 
-After ``os.fork`` the SDK gives the child a new ``service.instance.id``, but
-the child also inherits the parent's aggregation state: a counter the parent
-had at 1 reads 1 + n in the child, so under a pre-fork server (gunicorn's
-``preload_app``) every worker re-exports the parent's counts as its own and
-sums across instances double-count. The child's instance is a new stream, so
-its aggregations must start empty: this hook gives each metric reader fresh
-storage in the child (instruments and observable callbacks are kept; they live
-outside the storage), and new locks where a parent's thread may have held one.
+After ``os.fork`` the SDK gives the child a new ``service.instance.id`` (its
+own fork handlers re-run the resource detectors that depend on the process),
+but by default not a new ``process.pid``: that detector is opt-in, and
+otelprod sets the pid itself. The child also inherits the parent's
+aggregation state: a counter the parent had at 1 reads 1 + n in the child,
+so under a pre-fork server (gunicorn's ``preload_app``) every worker would
+re-export the parent's counts as its own and sums across instances would
+double-count. So, in the child:
+
+* each metric reader gets fresh storage (instruments and observable callbacks
+  are kept; they live outside the storage), with new locks where a parent's
+  thread may have held one;
+* ``process.pid`` is renewed on every provider, *after* the SDK's own fork
+  handlers: renewing takes the provider's lock, which only the SDK's handler
+  makes safe to take (a parent's thread may have held it at fork).
 
 Pre-fork servers: call ``otelprod.init()`` in the app module (with gunicorn's
 ``preload_app`` it then runs once, in the arbiter) and flush each worker on
@@ -25,47 +32,37 @@ sent by the next process of the service.
 
 from __future__ import annotations
 
-import inspect
 import os
-import threading
-from typing import Any
+
+from opentelemetry.sdk.resources import Resource
+
+from otelprod import _forks, semconv
+from otelprod._compat import otel_sdk
+from otelprod._compat.otel_sdk import reset_metric_state
+from otelprod._pipeline.providers import Pipeline
 
 
-def reset_metric_state(meter_provider: Any) -> bool:
-    """Forget every aggregation of an SDK ``MeterProvider``; False if it is not one we know."""
-    consumer = getattr(meter_provider, "_measurement_consumer", None)
-    storages = getattr(consumer, "_reader_storages", None)
-    config = getattr(meter_provider, "_sdk_config", None)
-    if consumer is None or storages is None or config is None:
-        return False
-    from opentelemetry.sdk.metrics._internal.metric_reader_storage import MetricReaderStorage
+def prepare_for_fork(pipeline: Pipeline) -> None:
+    """Register what a forked child of ``pipeline``'s process needs (for as long as it lives).
 
-    takes_limit = "instrument_class_cardinality_limit" in inspect.signature(
-        MetricReaderStorage).parameters
-    fresh = {}
-    for reader in storages:
-        args = [config, reader._instrument_class_temporality,
-                reader._instrument_class_aggregation]
-        if takes_limit:
-            args.append(getattr(reader, "_instrument_class_cardinality_limit", {}))
-        fresh[reader] = MetricReaderStorage(*args)
-        if hasattr(reader, "_export_lock"):  # held if the parent was exporting at fork
-            reader._export_lock = threading.Lock()
-    consumer._lock = threading.Lock()
-    consumer._reader_storages = fresh
-    return True
+    Call it right after the providers are built, so that the pid renewal runs
+    after their own fork handlers.
+    """
+    if "metrics" in pipeline.owned:
+        _forks.register(pipeline, after_in_child=_reset_metrics)
+    _forks.register_late(pipeline, after_in_child=_renew_pid)
 
 
-def _after_fork_in_child() -> None:
-    try:
-        from otelprod import _init as _bootstrap
-
-        pipeline = _bootstrap._pipeline
-        if pipeline is not None and "metrics" in pipeline.owned:
-            reset_metric_state(pipeline.meter_provider)
-    except Exception:  # never break a fork over telemetry
-        pass
+def _reset_metrics(pipeline: Pipeline) -> None:
+    reset_metric_state(pipeline.meter_provider)
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+def _renew_pid(pipeline: Pipeline) -> None:
+    update = Resource({semconv.PROCESS_PID: os.getpid()})
+    for provider in (pipeline.tracer_provider, pipeline.meter_provider,
+                     pipeline.logger_provider):
+        if provider is not None:
+            otel_sdk.update_resource(provider, update)
+
+
+__all__ = ["prepare_for_fork", "reset_metric_state"]

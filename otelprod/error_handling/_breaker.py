@@ -31,7 +31,7 @@ import pybreaker
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from otelprod import semconv
-from otelprod._telemetry import add_event, meter
+from otelprod._telemetry import add_event, meter, safely
 from otelprod.error_handling._common import (
     Tally,
     _log,
@@ -40,7 +40,6 @@ from otelprod.error_handling._common import (
     mark_ours,
     no_active_span,
     qualname,
-    safely,
     unwrap_ours,
 )
 from otelprod.error_handling._fallback import MISSING, ainvoke_fallback, invoke_fallback
