@@ -18,7 +18,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.util.types import AttributeValue
 
 from otelprod import semconv
-from otelprod._telemetry import duration_histogram, meter
+from otelprod._telemetry import duration_histogram, meter, safely
 
 if TYPE_CHECKING:
     from otelprod.rate_limiter._backpressure import Backpressure
@@ -127,16 +127,7 @@ rejections_counter = meter.create_counter(
 )
 
 
-def safely(fn: Any, *args: Any) -> None:
-    """Call a telemetry function; its trouble is never the caller's exception."""
-    try:
-        fn(*args)
-    except Exception:
-        pass
-
-
 def record(instrument: Any, value: float, attrs: Mapping[str, AttributeValue]) -> None:
-    try:
-        (instrument.record if hasattr(instrument, "record") else instrument.add)(value, attrs)
-    except Exception:
-        pass
+    """Add to a counter or record in a histogram; telemetry trouble is logged, never raised."""
+    safely(f"recording {getattr(instrument, 'name', 'a rate limiter metric')}",
+           instrument.record if hasattr(instrument, "record") else instrument.add, value, attrs)
