@@ -19,5 +19,9 @@ PY=${PYTHON:-python3}
 
 .venv/bin/ruff check otelprod tests benchmarks
 .venv/bin/mypy
+# the pipeline, the compatibility modules and the fork registry are held to --strict
+.venv/bin/mypy --strict otelprod/_pipeline otelprod/_compat otelprod/_forks.py
+# the layout: layers, no cycles, features on the OpenTelemetry API only (pyproject.toml)
+.venv/bin/lint-imports
 # pytest exits 5 when it collects no test: that must fail, and it does here.
 .venv/bin/python -m pytest "$@"

@@ -34,4 +34,4 @@ def follow_process(instrumentor: object, process: Any) -> None:
             "so that a forked child reports its own process metrics: the installed "
             "opentelemetry-instrumentation-system-metrics is not one otelprod supports "
             "(see otelprod/_compat/otel_instrumentation.py)")
-    instrumentor._proc = process  # type: ignore[attr-defined]
+    setattr(instrumentor, "_proc", process)  # noqa: B010 (the attribute is private)

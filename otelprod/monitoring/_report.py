@@ -15,14 +15,17 @@ import enum
 import logging
 import math
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from otelprod import _telemetry
 from otelprod._scrub import scrubber
 from otelprod.monitoring._model import HealthCheckResult, HealthStatus, iso, utcnow
 
 if TYPE_CHECKING:
-    from otelprod.monitoring._system import MonitoringSystem
+    from otelprod.monitoring._alerts import AlertManager
+    from otelprod.monitoring._health import HealthChecker
+    from otelprod.monitoring._metrics_facade import MetricsCollector
+    from otelprod.monitoring._system_metrics import SystemMetrics
 
 _log = logging.getLogger("otelprod.monitoring")
 
@@ -84,7 +87,18 @@ def _rate_limiters() -> Any:
     return rate_limit_manager.get_all_stats()
 
 
-def build_report(system: MonitoringSystem,
+class Monitored(Protocol):
+    """What the report reads (a ``MonitoringSystem``)."""
+
+    health_checker: HealthChecker
+    alert_manager: AlertManager
+    system_metrics: SystemMetrics
+    metrics: MetricsCollector
+
+    def export_status(self) -> Mapping[str, Any]: ...
+
+
+def build_report(system: Monitored,
                  results: Mapping[str, HealthCheckResult | None] | None = None
                  ) -> dict[str, Any]:
     """The report; ``results`` are health results already gathered (else checks run now)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.util.types import AttributeValue
@@ -20,12 +20,19 @@ from opentelemetry.util.types import AttributeValue
 from otelprod import semconv
 from otelprod._telemetry import duration_histogram, meter, safely
 
-if TYPE_CHECKING:
-    from otelprod.rate_limiter._backpressure import Backpressure
-
 
 class _HasAvailable(Protocol):
     def _available_now(self) -> float: ...
+
+
+class _Queue(Protocol):
+    """A backpressure controller, as the queue-size gauge sees it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
 
 
 class Counts:
@@ -55,7 +62,7 @@ _lock = threading.Lock()
 _counts: dict[str, Counts] = {}
 #: the newest limiter per name, for the ``available`` gauge
 _limiters: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
-_backpressure: weakref.WeakValueDictionary[str, Backpressure] = weakref.WeakValueDictionary()
+_backpressure: weakref.WeakValueDictionary[str, _Queue] = weakref.WeakValueDictionary()
 
 
 def counts_for(name: str, limiter: _HasAvailable) -> Counts:
@@ -67,7 +74,7 @@ def counts_for(name: str, limiter: _HasAvailable) -> Counts:
     return counts
 
 
-def track_backpressure(bp: Backpressure) -> None:
+def track_backpressure(bp: _Queue) -> None:
     with _lock:
         _backpressure[bp.name] = bp
 
