@@ -17,11 +17,12 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from opentelemetry.metrics import CallbackOptions, ObservableGauge, Observation
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -122,14 +123,12 @@ E = TypeVar("E")
 
 
 #: Exporters alive in this process, for the spool size gauge.
-_live: weakref.WeakSet[Any] = weakref.WeakSet()
+_live: weakref.WeakSet[_ForkSafe] = weakref.WeakSet()
 _gauge_lock = threading.Lock()
-_gauge: Any = None
+_gauge: ObservableGauge | None = None
 
 
-def _observe_spool(options: Any) -> Any:
-    from opentelemetry.metrics import Observation
-
+def _observe_spool(options: CallbackOptions) -> Iterator[Observation]:
     for exporter in list(_live):
         link = exporter._link()
         if link is not None:
