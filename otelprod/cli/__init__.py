@@ -16,7 +16,8 @@ from otelprod.cli import demo, dlq, doctor, spool
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="otelprod", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="otelprod", description="The otelprod command: demo, doctor, dlq and spool.")
     sub = parser.add_subparsers(dest="command", required=True)
     for command in (demo, doctor, dlq, spool):
         command.register(sub)
