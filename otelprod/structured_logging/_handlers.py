@@ -30,6 +30,7 @@ from otelprod.errors import ConfigurationError
 from otelprod.structured_logging._json import JsonFormatter
 
 DEFAULT_QUEUE_SIZE = 10_000
+DEFAULT_INTERVAL = 0.05
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_BACKUP_COUNT = 5
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -47,7 +48,28 @@ def _as_record(line: str) -> logging.LogRecord:
 
 
 class _Listener(logging.handlers.QueueListener):
-    """The stdlib's listener, taking formatted lines and flush markers off the queue."""
+    """The stdlib's listener, taking formatted lines and flush markers off the queue.
+
+    When the queue runs empty it pauses ``interval`` seconds (unless a flush
+    or stop hurries it) before waiting for the next line, so a busy
+    application wakes it a few times a second instead of once per line.
+    """
+
+    def __init__(self, lines: queue.SimpleQueue[Any], *handlers: logging.Handler,
+                 interval: float) -> None:
+        super().__init__(lines, *handlers)
+        self.lines = lines
+        self.interval = interval
+        self.hurry = threading.Event()
+
+    def dequeue(self, block: bool) -> Any:
+        try:
+            return self.lines.get_nowait()
+        except queue.Empty:
+            pass
+        if self.hurry.wait(self.interval):
+            self.hurry.clear()
+        return self.lines.get(block)
 
     def handle(self, record: Any) -> None:
         if isinstance(record, _Flush):
@@ -68,12 +90,14 @@ class JsonQueueHandler(logging.handlers.QueueHandler):
     taken, no I/O is waited for. ``targets`` are the output handlers.
     """
 
-    def __init__(self, targets: list[logging.Handler], queue_size: int) -> None:
+    def __init__(self, targets: list[logging.Handler], queue_size: int,
+                 interval: float = DEFAULT_INTERVAL) -> None:
         self.queue: queue.SimpleQueue[Any]
         super().__init__(queue.SimpleQueue())
         self.setFormatter(JsonFormatter())
         self.targets = targets
         self.queue_size = queue_size
+        self.interval = interval
         self.dropped = 0
         self._held: list[Any] = []
         self._listener: _Listener | None = self._start_listener()
@@ -82,7 +106,7 @@ class JsonQueueHandler(logging.handlers.QueueHandler):
                         after_in_child=JsonQueueHandler._after_fork_in_child)
 
     def _start_listener(self) -> _Listener:
-        listener = _Listener(self.queue, *self.targets)
+        listener = _Listener(self.queue, *self.targets, interval=self.interval)
         listener.start()
         return listener
 
@@ -130,8 +154,14 @@ class JsonQueueHandler(logging.handlers.QueueHandler):
         """Wait until every line queued so far is written (and the outputs flushed)."""
         if self._listener is None:
             return self._flush_targets()
+        return self._drain(self._listener, timeout)
+
+    def _drain(self, listener: _Listener, timeout: float, *, then_stop: bool = False) -> bool:
         marker = _Flush()
         self.queue.put_nowait(marker)
+        if then_stop:
+            listener.enqueue_sentinel()  # after the marker: the thread ends once it is done
+        listener.hurry.set()
         return marker.done.wait(timeout)
 
     def stop(self, timeout: float) -> bool:
@@ -140,10 +170,7 @@ class JsonQueueHandler(logging.handlers.QueueHandler):
         listener, self._listener = self._listener, None
         ok = True
         if listener is not None:
-            marker = _Flush()
-            self.queue.put_nowait(marker)
-            listener.enqueue_sentinel()  # the listener's thread ends after the marker
-            ok = marker.done.wait(timeout)
+            ok = self._drain(listener, timeout, then_stop=True)
         return self._flush_targets() and ok
 
     def close(self) -> None:
