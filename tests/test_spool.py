@@ -21,10 +21,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from otelprod import semconv
-from otelprod._pipeline.exporters import ExportHealth, build_otlp_exporters
+from otelprod._pipeline.exporters import build_otlp_exporters
 from otelprod._pipeline.settings import load_settings
 from otelprod._pipeline.spool.link import Policy, SendError, SignalLink
 from otelprod._pipeline.spool.store import SpoolDir, describe, owner_token, service_dir
+from otelprod._pipeline.status import ExportHealth
 from tests.conftest import REPO
 from tests.otlp_receiver import GRPC, OTLPReceiver, free_port
 
