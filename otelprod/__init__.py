@@ -3,9 +3,12 @@
     import otelprod
     otelprod.init(service_name="checkout")
 
-Everything otelprod knows is emitted as OpenTelemetry over OTLP. The public
-API is re-exported here and imported lazily, so ``import otelprod`` stays
-cheap and pulls in the SDK and exporters only when ``init()`` runs.
+Everything otelprod knows is emitted as OpenTelemetry over OTLP. The names
+below are the public API: ``init``/``shutdown`` and the features' most used
+entry points (each feature module has the rest). They are imported on first
+use, so ``import otelprod`` stays cheap and loads the SDK and the exporters
+only when ``init()`` runs; type checkers and IDEs see them through the
+imports under ``TYPE_CHECKING``.
 """
 
 from __future__ import annotations
@@ -14,17 +17,50 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from otelprod._bootstrap import init as init
-    from otelprod._bootstrap import shutdown as shutdown
-    from otelprod.production_integration import ProductionSystem as ProductionSystem
+    from otelprod._init import init, shutdown
+    from otelprod.config_manager import get_config
+    from otelprod.error_handling import (
+        CircuitBreakerConfig,
+        RetryConfig,
+        error_handler,
+        with_circuit_breaker,
+        with_fallback,
+        with_retry,
+    )
+    from otelprod.errors import ConfigurationError
+    from otelprod.monitoring import monitoring_system
+    from otelprod.production_integration import ProductionSystem, get_production_system
+    from otelprod.rate_limiter import rate_limit_manager, rate_limited
+    from otelprod.structured_logging import get_logger, trace_request
+    from otelprod.validation import validate_user_input
 
-#: public name -> module that defines it
+__all__ = [
+    "CircuitBreakerConfig",
+    "ConfigurationError",
+    "ProductionSystem",
+    "RetryConfig",
+    "error_handler",
+    "get_config",
+    "get_logger",
+    "get_production_system",
+    "init",
+    "monitoring_system",
+    "rate_limit_manager",
+    "rate_limited",
+    "shutdown",
+    "trace_request",
+    "validate_user_input",
+    "with_circuit_breaker",
+    "with_fallback",
+    "with_retry",
+]
+
+#: public name -> the module it is imported from on first use
 _EXPORTS: dict[str, str] = {
-    "init": "otelprod._bootstrap",
-    "shutdown": "otelprod._bootstrap",
+    "init": "otelprod._init",
+    "shutdown": "otelprod._init",
     "ProductionSystem": "otelprod.production_integration",
     "get_production_system": "otelprod.production_integration",
-    # the features' most used entry points; each module has the rest
     "with_retry": "otelprod.error_handling",
     "RetryConfig": "otelprod.error_handling",
     "with_circuit_breaker": "otelprod.error_handling",
@@ -41,8 +77,6 @@ _EXPORTS: dict[str, str] = {
     "ConfigurationError": "otelprod.errors",
 }
 
-__all__ = sorted(_EXPORTS)
-
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
@@ -54,4 +88,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(set(globals()) | set(__all__))

@@ -8,7 +8,8 @@ proxies until a provider is set, so instruments may be created at import time.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import metrics, trace
@@ -22,6 +23,8 @@ try:  # the version is only known once the package is installed
     VERSION = _version("otelprod")
 except Exception:  # pragma: no cover - running from a source tree
     VERSION = "0.0.0"
+
+_log = logging.getLogger("otelprod.telemetry")
 
 tracer: trace.Tracer = trace.get_tracer(semconv.SCOPE, VERSION)
 meter: metrics.Meter = metrics.get_meter(semconv.SCOPE, VERSION)
@@ -54,6 +57,17 @@ def add_event(name: str, attributes: Mapping[str, AttributeValue] | None = None)
         span.add_event(name, attributes or {})
     except Exception:  # telemetry trouble is never the caller's exception
         pass
+
+
+def safely(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Call a telemetry helper or a user's listener: its failure is logged, never raised.
+
+    ``what`` completes "... failed" in the log line, e.g. "counting a fallback".
+    """
+    try:
+        fn(*args, **kwargs)
+    except Exception:
+        _log.warning("%s failed", what, exc_info=True)
 
 
 def truncate(value: Any, limit: int = 120) -> str:

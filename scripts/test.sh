@@ -29,5 +29,9 @@ echo "== $("$VENV/bin/python" --version) in $VENV"
 
 "$VENV/bin/ruff" check otelprod tests benchmarks
 "$VENV/bin/mypy"
+# the pipeline, the compatibility modules and the fork registry are held to --strict
+"$VENV/bin/mypy" --strict otelprod/_pipeline otelprod/_compat otelprod/_forks.py
+# the layout: layers, no cycles, features on the OpenTelemetry API only (pyproject.toml)
+"$VENV/bin/lint-imports"
 # pytest exits 5 when it collects no test: that must fail, and it does here.
 "$VENV/bin/python" -m pytest "$@"

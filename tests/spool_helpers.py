@@ -63,8 +63,8 @@ while not (control / "stop").exists():
         _logs.get_logger_provider().force_flush()
         print(f"checkpoint {i}", flush=True)
     time.sleep(0.005)
-from otelprod._bootstrap import export_status
-status = export_status()
+from otelprod._init import export_status
+status = export_status().to_dict()
 ok = otelprod.shutdown(timeout=30)
 print(json.dumps({"units": i, "shutdown_ok": ok, "status": status,
                   "cost_us": {k: t / n * 1e6 for k, (t, n) in cost.items() if n}}), flush=True)

@@ -27,7 +27,6 @@ from otelprod.error_handling import (
     remove_breaker_state_listener,
     with_circuit_breaker,
 )
-from otelprod.error_handling._breaker_engine import reset_after_fork
 from otelprod.error_handling.pybreaker_compat import CircuitBreaker as DropIn
 from tests.error_handling_helpers import FakeClock, forget_new_breakers  # noqa: F401
 
@@ -360,8 +359,8 @@ def test_a_cancelled_trial_gives_its_slot_back(clock):
 
 # --- a forked child ---------------------------------------------------------------------------
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
-def test_reset_after_fork_frees_a_lock_a_parent_thread_held(clock):
-    """Not registered at fork by the breaker itself: the fork registry calls it."""
+def test_a_forked_child_gets_a_fresh_lock_from_the_fork_registry(clock):
+    """A parent thread holds the breaker's lock at fork(): the child's copy is renewed."""
     b = CircuitBreaker("fork.lock", CircuitBreakerConfig(failure_threshold=1), clock=clock)
     engine = b._engine
     held, release = threading.Event(), threading.Event()
@@ -380,7 +379,6 @@ def test_reset_after_fork_frees_a_lock_a_parent_thread_held(clock):
     if pid == 0:  # the child: the holder thread does not exist here, its lock stays held
         code = 3
         try:
-            reset_after_fork()
             with contextlib.suppress(ConnectionError):
                 b.call(boom)  # a failure takes the lock: without the reset this hangs
             code = 0 if b.state == S.OPEN else 4

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from otelprod import config_manager
+from otelprod._pipeline.settings import Settings, describe_settings, load_settings
 from otelprod._scrub import REDACTED, scrubber
-from otelprod._settings import Settings, describe_settings, load_settings
 from otelprod.config_manager import (
     ConfigKey,
     ConfigManager,

@@ -8,7 +8,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from otelprod._fork import reset_metric_state
+from otelprod._pipeline.fork import reset_metric_state
 from tests.conftest import python_env, run_python
 from tests.otlp_receiver import OTLPReceiver
 

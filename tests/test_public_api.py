@@ -32,3 +32,28 @@ def test_unknown_names_raise_attribute_error() -> None:
         assert "no_such_thing" in str(exc)
     else:
         raise AssertionError("expected AttributeError")
+
+
+def test_every_public_name_is_visible_to_type_checkers() -> None:
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(otelprod))
+    checked = {alias.asname or alias.name
+               for node in ast.walk(tree) if isinstance(node, ast.If)
+               and ast.unparse(node.test) == "TYPE_CHECKING"
+               for stmt in node.body if isinstance(stmt, ast.ImportFrom)
+               for alias in stmt.names}
+    assert checked == set(otelprod.__all__) == set(otelprod._EXPORTS)
+
+
+def test_importing_otelprod_loads_neither_the_pipeline_nor_the_exporters() -> None:
+    from tests.conftest import run_python
+
+    result = run_python("""
+    import sys, otelprod
+    print(sorted(m for m in sys.modules if m.startswith(
+        ("opentelemetry.sdk", "opentelemetry.exporter", "grpc", "otelprod._pipeline"))))
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

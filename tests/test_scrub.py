@@ -12,13 +12,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
-from otelprod._scrub import (
-    REDACTED,
-    Scrubber,
-    ScrubbingLogRecordProcessor,
-    ScrubbingSpanExporter,
-    scrubber,
-)
+from otelprod._pipeline.scrubbing import ScrubbingLogRecordProcessor, ScrubbingSpanExporter
+from otelprod._scrub import REDACTED, Scrubber, scrubber
 
 
 @pytest.fixture

@@ -21,10 +21,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from otelprod import semconv
-from otelprod._exporters import ExportHealth, build_otlp_exporters
-from otelprod._settings import load_settings
-from otelprod._spool import SpoolDir, describe, owner_token, service_dir
-from otelprod._spool_link import Policy, SendError, SignalLink
+from otelprod._pipeline.exporters import build_otlp_exporters
+from otelprod._pipeline.settings import load_settings
+from otelprod._pipeline.spool.link import Policy, SendError, SignalLink
+from otelprod._pipeline.spool.store import SpoolDir, describe, owner_token, service_dir
+from otelprod._pipeline.status import ExportHealth
 from tests.conftest import REPO
 from tests.otlp_receiver import GRPC, OTLPReceiver, free_port
 
@@ -90,7 +91,7 @@ def test_bound_drops_oldest_first_and_counts_items(tmp_path: Path) -> None:
 
 
 def test_batch_larger_than_the_bound_is_dropped_not_everything_else(tmp_path: Path) -> None:
-    from otelprod._spool import SpoolFull
+    from otelprod._pipeline.spool.store import SpoolFull
 
     spool = SpoolDir(tmp_path, max_bytes=1000)
     kept = spool.write("logs", b"k" * 500, 1)
@@ -111,7 +112,8 @@ def test_service_dir_is_safe_and_per_service(tmp_path: Path) -> None:
     assert service_dir(None, "svc").parts[-2:] == ("spool", "svc")
 
 
-_DEAD_OWNER = "import os; from otelprod._spool import owner_token; print(owner_token())"
+_DEAD_OWNER = ("import os; from otelprod._pipeline.spool.store import owner_token; "
+               "print(owner_token())")
 
 
 def _dead_token() -> str:
@@ -137,7 +139,7 @@ def test_claims_and_temp_files_of_dead_processes_are_recovered(tmp_path: Path) -
 
 _CLAIMER = """
 import json, sys, time
-from otelprod._spool import SpoolDir
+from otelprod._pipeline.spool.store import SpoolDir
 spool = SpoolDir(sys.argv[1], max_bytes=10**9)
 while time.time() < float(sys.argv[2]):
     time.sleep(0.005)
@@ -367,8 +369,8 @@ def test_spool_disabled_by_zero_bound(tmp_path: Path) -> None:
 
 _LEFT_BEHIND = """
 import time
-from otelprod._settings import load_settings
-from otelprod._exporters import build_otlp_exporters
+from otelprod._pipeline.settings import load_settings
+from otelprod._pipeline.exporters import build_otlp_exporters
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 settings = load_settings(service_name="spool-test", endpoint="{endpoint}", protocol="grpc",

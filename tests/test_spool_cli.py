@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otelprod._spool import SpoolDir, service_dir
+from otelprod._pipeline.spool.store import SpoolDir, service_dir
 from tests.conftest import python_env
 from tests.otlp_receiver import OTLPReceiver
 

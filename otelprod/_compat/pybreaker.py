@@ -52,7 +52,7 @@ def renew_lock(breaker: pybreaker.CircuitBreaker) -> None:
 
 def cached_state(breaker: pybreaker.CircuitBreaker) -> pybreaker.CircuitBreakerState:
     """The state object pybreaker caches, read without its unlocked refresh."""
-    return breaker._state  # type: ignore[return-value]
+    return breaker._state
 
 
 def install_state(breaker: pybreaker.CircuitBreaker, name: str

@@ -1,9 +1,9 @@
 """Scrubbing: secrets never leave the process.
 
 One process-global :data:`scrubber` is the single place that decides what is
-secret. Every exit path asks it: the span exporter wrapper and the log record
-processor here (the export layer, so they may use the SDK), the JSON log
-lines, the status report and the CLI. Two rules, after DESIGN.md:
+secret. Every exit path asks it: the scrubbing span exporter and log record
+processor on the SDK's pipeline (``otelprod._pipeline.scrubbing``), the JSON
+log lines, the status report and the CLI. Two rules, after DESIGN.md:
 
 * registered secret values (the secrets manager registers every value it
   loads) are replaced wherever they appear inside a string;
@@ -288,26 +288,9 @@ class Scrubber:
 scrubber = Scrubber()
 
 
-_LAZY = {"ScrubbingSpanExporter", "ScrubbingLogRecordProcessor", "scrub_span", "scrub_log_record"}
-
-
-def __getattr__(name: str) -> Any:
-    # The SDK-facing parts load on first use, so feature modules that only
-    # need ``scrubber`` never import the SDK.
-    if name in _LAZY:
-        from otelprod._scrub import _export
-
-        return getattr(_export, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = [
     "MIN_SECRET_LENGTH",
     "REDACTED",
     "Scrubber",
-    "ScrubbingLogRecordProcessor",
-    "ScrubbingSpanExporter",
-    "scrub_log_record",
-    "scrub_span",
     "scrubber",
 ]

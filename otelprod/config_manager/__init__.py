@@ -24,7 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 from otelprod.config_manager._environment import ENVIRONMENT_NAMES, Environment
 from otelprod.config_manager._flags import FeatureFlag, FlagEvaluation, bucket
-from otelprod.config_manager._manager import ConfigManager, SecretInConfigWarning
+from otelprod.config_manager._manager import (
+    ConfigManager,
+    SecretInConfigWarning,
+    config,
+    get_config,
+)
 from otelprod.config_manager._schema import ConfigKey, ConfigSchema, ConfigValueError
 from otelprod.config_manager._secrets import Secret, SecretsManager, get_secrets
 from otelprod.errors import ConfigurationError
@@ -35,15 +40,6 @@ if TYPE_CHECKING:
         FeatureFlagEventHook,
         use_openfeature,
     )
-
-#: The process-global configuration.
-config = ConfigManager()
-
-
-def get_config() -> ConfigManager:
-    """The process-global configuration manager."""
-    return config
-
 
 def initialize_config(
     environment: Environment | str | None = None,

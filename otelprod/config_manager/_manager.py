@@ -309,3 +309,12 @@ class ConfigManager:
     def __repr__(self) -> str:
         return (f"<ConfigManager environment={self.environment.value} keys={len(self._values)} "
                 f"flags={len(self._flags)}>")
+
+
+#: The process-global configuration.
+config = ConfigManager()
+
+
+def get_config() -> ConfigManager:
+    """The process-global configuration manager."""
+    return config

@@ -22,7 +22,7 @@ from otelprod import semconv
 from otelprod._telemetry import add_event
 from otelprod.config_manager._flags import PROVIDER_NAME
 from otelprod.config_manager._flags import Reason as FlagReason
-from otelprod.config_manager._manager import ConfigManager
+from otelprod.config_manager._manager import ConfigManager, get_config
 
 _REASONS = {
     FlagReason.STATIC: Reason.STATIC, FlagReason.SPLIT: Reason.SPLIT,
@@ -47,8 +47,6 @@ class ConfigFlagProvider(AbstractProvider):
     def config(self) -> ConfigManager:
         if self._config is not None:
             return self._config
-        from otelprod.config_manager import get_config
-
         return get_config()
 
     def get_metadata(self) -> Metadata:

@@ -62,8 +62,8 @@ def run(out) -> None:  # type: ignore[no-untyped-def]
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    from otelprod._exporters import build_otlp_exporters
-    from otelprod._settings import load_settings
+    from otelprod._pipeline.exporters import build_otlp_exporters
+    from otelprod._pipeline.settings import load_settings
 
     collector = _FlakyCollector()
     collector.start()
@@ -111,8 +111,8 @@ def _bounded_outage(out, port: int) -> None:  # type: ignore[no-untyped-def]
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    from otelprod._exporters import build_otlp_exporters
-    from otelprod._settings import load_settings
+    from otelprod._pipeline.exporters import build_otlp_exporters
+    from otelprod._pipeline.settings import load_settings
 
     with tempfile.TemporaryDirectory() as spool:
         settings = load_settings(service_name="spool-demo-bounded", protocol="http/protobuf",

@@ -36,8 +36,9 @@ from typing import Any
 
 import pybreaker
 
-from otelprod import semconv
+from otelprod import _forks, semconv
 from otelprod._compat import pybreaker as compat
+from otelprod._telemetry import safely
 from otelprod.error_handling._breaker_events import (
     BreakerTransition,
     TransitionReason,
@@ -45,10 +46,8 @@ from otelprod.error_handling._breaker_events import (
     publish,
     publish_rejection,
     track,
-    tracked,
 )
 from otelprod.error_handling._breaker_storage import state_store
-from otelprod.error_handling._common import safely
 from otelprod.error_handling._fallback import MISSING, ainvoke_fallback, invoke_fallback
 from otelprod.errors import OtelprodError
 
@@ -133,6 +132,7 @@ class BreakerEngine(pybreaker.CircuitBreaker):
         self._update_express()
         self._core = self.sync_core()  # call() and call_async()
         self._async_core = self.async_core()
+        _forks.register(self, after_in_child=_reset_in_child)
         track(self)
 
     # --- settings --------------------------------------------------------------------------
@@ -526,16 +526,15 @@ _DEFERRED: dict[type, Callable[..., Any]] = {
 
 
 # --- a forked child -----------------------------------------------------------------------
-def reset_after_fork() -> None:
+def _reset_in_child(engine: BreakerEngine) -> None:
     """In a forked child: fresh locks, no trials or transitions inherited from the parent.
 
     A lock some parent thread held at fork() stays held forever in the child,
-    and the parent's trials in flight never settle there. Meant for the
-    process's fork registry (after_in_child); not registered here.
+    and the parent's trials in flight never settle there. Registered with the
+    fork registry by every engine.
     """
-    for engine in tracked(after_fork=True):
-        compat.renew_lock(engine)
-        engine._mutex = compat.lock(engine)
-        engine._trials = []
-        engine._pending = []
-        engine._update_express()
+    compat.renew_lock(engine)
+    engine._mutex = compat.lock(engine)
+    engine._trials = []
+    engine._pending = []
+    engine._update_express()

@@ -20,9 +20,9 @@ from typing import Any, Final, Protocol
 
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from otelprod import semconv
-from otelprod._telemetry import add_event, meter
-from otelprod.error_handling._common import Tally, _log, safely
+from otelprod import _forks, semconv
+from otelprod._telemetry import add_event, meter, safely
+from otelprod.error_handling._common import Tally, _log
 
 State = semconv.CircuitBreakerState
 Result = semconv.CircuitBreakerResult
@@ -138,12 +138,17 @@ def track(breaker: Any) -> None:
         _breakers.add(breaker)
 
 
-def tracked(*, after_fork: bool = False) -> list[Any]:
-    global _breakers_lock
-    if after_fork:  # a parent thread may have held the lock at fork()
-        _breakers_lock = threading.Lock()
+def tracked() -> list[Any]:
     with _breakers_lock:
         return list(_breakers)
+
+
+def _renew_lock(_breakers: object) -> None:
+    global _breakers_lock
+    _breakers_lock = threading.Lock()  # a parent thread may have held it at fork()
+
+
+_forks.register(_breakers, after_in_child=_renew_lock)
 
 
 def _observe_states(_options: CallbackOptions) -> list[Observation]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -20,7 +19,9 @@ from opentelemetry.context import get_current as get_current_context
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import INVALID_SPAN, Span, Status, StatusCode
 
-from otelprod import semconv
+from otelprod import _forks, semconv
+from otelprod._compat.otel_api import current_span_key
+from otelprod._compat.stdlib import count_value
 from otelprod._telemetry import tracer, truncate
 
 T = TypeVar("T")
@@ -38,11 +39,7 @@ def qualname(fn: Callable[..., Any]) -> str:
     return f"{module}.{name}" if module and module != "__main__" else name
 
 
-_SPAN_KEY: str | None
-try:  # the context key the API stores the current span under (a plain string)
-    from opentelemetry.trace.propagation import _SPAN_KEY
-except ImportError:  # pragma: no cover - a future API without it: take the public road
-    _SPAN_KEY = None
+_SPAN_KEY = current_span_key()  # None: a future API without it, take the public road
 
 
 def no_active_span() -> bool:
@@ -124,14 +121,6 @@ def mark_ours(wrapper: Callable[..., Any], core: Callable[..., Any]) -> None:
     wrapper._otelprod_core = (wrapper, core)  # type: ignore[attr-defined]
 
 
-def safely(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-    """Call a telemetry helper or a user listener; its failure is logged, never raised."""
-    try:
-        fn(*args, **kwargs)
-    except Exception:
-        _log.warning("%s failed", what, exc_info=True)
-
-
 class Tally:
     """Monotonic counts per attribute tuple, read by an observable counter.
 
@@ -147,7 +136,7 @@ class Tally:
         self._lock = threading.Lock()
         self._counters: dict[tuple[str, ...], itertools.count[int]] = {}
         self._baseline: dict[tuple[str, ...], int] = {}
-        _TALLIES.append(self)
+        _forks.register(self, after_in_child=Tally._rebase)
 
     def counter(self, key: tuple[str, ...]) -> Callable[[], int]:
         """The increment function for ``key``: call it once per event."""
@@ -164,7 +153,7 @@ class Tally:
         counter = self._counters.get(key)
         if counter is None:
             return 0
-        return _count_value(counter) - self._baseline.get(key, 0)
+        return count_value(counter) - self._baseline.get(key, 0)
 
     def observe(self, _options: CallbackOptions | None = None) -> Iterator[Observation]:
         with self._lock:
@@ -174,20 +163,4 @@ class Tally:
 
     def _rebase(self) -> None:
         self._lock = threading.Lock()
-        self._baseline = {k: _count_value(c) for k, c in self._counters.items()}
-
-
-def _count_value(counter: itertools.count[int]) -> int:
-    return int(repr(counter)[6:-1])  # "count(42)": how many times next() was called
-
-
-_TALLIES: list[Tally] = []
-
-
-def _reset_tallies_in_child() -> None:
-    for tally in _TALLIES:
-        tally._rebase()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_tallies_in_child)
+        self._baseline = {k: count_value(c) for k, c in self._counters.items()}

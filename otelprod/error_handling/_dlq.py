@@ -28,8 +28,8 @@ import tenacity
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from otelprod import semconv
-from otelprod._telemetry import add_event, meter, truncate
-from otelprod.error_handling._common import _log, safely
+from otelprod._telemetry import add_event, meter, safely, truncate
+from otelprod.error_handling._common import _log
 
 ENV_PATH = "OTELPROD_DLQ_PATH"
 DEFAULT_PATH = Path(".otelprod") / "dead_letter.db"

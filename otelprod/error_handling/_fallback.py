@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from otelprod import semconv
-from otelprod._telemetry import add_event, meter
+from otelprod._telemetry import add_event, meter, safely
 from otelprod.error_handling._common import (
     await_in_own_span,
     call_in_own_span,
@@ -21,7 +21,6 @@ from otelprod.error_handling._common import (
     mark_ours,
     no_active_span,
     qualname,
-    safely,
     unwrap_ours,
 )
 from otelprod.error_handling._validate import Checker

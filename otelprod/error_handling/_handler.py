@@ -21,9 +21,9 @@ from typing import Any
 from opentelemetry import trace
 
 from otelprod import semconv
-from otelprod._telemetry import meter, truncate
+from otelprod._telemetry import meter, safely, truncate
 from otelprod.error_handling._breaker import get_circuit_breaker
-from otelprod.error_handling._common import _log, safely
+from otelprod.error_handling._common import _log
 
 errors_log = logging.getLogger("otelprod.errors")
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import logging
-import os
 import threading
 import uuid
 import weakref
@@ -23,7 +22,7 @@ from typing import Any, Protocol
 
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from otelprod import _telemetry, semconv
+from otelprod import _forks, _telemetry, semconv
 from otelprod.monitoring._model import Alert, AlertSeverity, AlertStatus, utcnow
 
 alert_log = logging.getLogger("otelprod.alerts")
@@ -86,6 +85,10 @@ class AlertManager:
         self._notifiers: list[Notifier] = []
         self._seen_series: set[tuple[str, str]] = set()
         _managers.add(self)
+        _forks.register(self, after_in_child=AlertManager._renew_lock)
+
+    def _renew_lock(self) -> None:  # a lock held by a parent's thread at fork time stays held
+        self._lock = threading.RLock()
 
     # --- raising and resolving ----------------------------------------------------------
     def raise_alert(self, title: str, message: str = "",
@@ -269,15 +272,6 @@ _managers: weakref.WeakSet[AlertManager] = weakref.WeakSet()
 def _observe_all(options: CallbackOptions) -> Iterator[Observation]:
     for manager in list(_managers):
         yield from manager._observe(options)
-
-
-def _after_fork() -> None:  # a lock held by a parent's thread at fork time stays held
-    for manager in list(_managers):
-        manager._lock = threading.RLock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
 
 
 _raised = _telemetry.meter.create_counter(

@@ -4,12 +4,14 @@ They are non-critical by default: a full disk or an open breaker degrades the
 service's health without taking it out of a load balancer's rotation, which
 is the caller's decision (register them again with ``critical=True``).
 The other otelprod modules are imported inside the checks, so monitoring
-keeps working when one of them is unavailable.
+keeps working when one of them is unavailable; the export status comes from
+whoever installed the telemetry pipeline (``otelprod.init()`` hands it to
+``monitoring_system.start()``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import psutil
@@ -18,6 +20,13 @@ from otelprod import semconv
 from otelprod.monitoring._model import HealthCheckResult, HealthStatus
 
 Check = Callable[[], HealthCheckResult]
+#: the exporter's state in the JSON form of ``otelprod._pipeline.status.ExportStatus``
+ExportStatusSource = Callable[[], Mapping[str, Any]]
+
+
+def export_not_initialized() -> Mapping[str, Any]:
+    """The export status before ``otelprod.init()`` (and after ``shutdown()``)."""
+    return {"enabled": False, "mode": "not_initialized"}
 
 
 def _fraction(key: str, value: Any) -> float:
@@ -63,7 +72,7 @@ def memory_check(degraded_at: float = 0.90, unhealthy_at: float = 0.95) -> Check
     return check
 
 
-def exporter_check(status_fn: Callable[[], dict[str, Any]] | None = None) -> Check:
+def exporter_check(status_fn: ExportStatusSource = export_not_initialized) -> Check:
     """Is the collector taking our telemetry?
 
     Healthy when the last exports succeeded or export is off; degraded while
@@ -73,12 +82,7 @@ def exporter_check(status_fn: Callable[[], dict[str, Any]] | None = None) -> Che
     last_dropped: list[int] = []
 
     def check() -> HealthCheckResult:
-        if status_fn is not None:
-            status = status_fn()
-        else:
-            from otelprod._bootstrap import export_status
-
-            status = export_status()
+        status = status_fn()
         dropped = int(status.get("dropped") or 0)
         newly_dropped = dropped - last_dropped[0] if last_dropped else dropped
         last_dropped[:] = [dropped]
@@ -152,11 +156,8 @@ def breakers_check() -> Check:
     return check
 
 
-#: name -> factory of the built-in checks ``monitoring_system.start()`` registers
-BUILTIN_CHECKS: dict[str, Callable[[], Check]] = {
-    "disk_space": disk_space_check,
-    "memory": memory_check,
-    "exporter": exporter_check,
-    "dead_letter_queue": dead_letter_check,
-    "circuit_breakers": breakers_check,
-}
+def builtin_checks(export_status: ExportStatusSource) -> dict[str, Check]:
+    """The checks ``monitoring_system.start()`` registers, by name."""
+    return {"disk_space": disk_space_check(), "memory": memory_check(),
+            "exporter": exporter_check(export_status), "dead_letter_queue": dead_letter_check(),
+            "circuit_breakers": breakers_check()}

@@ -13,7 +13,6 @@ import asyncio
 import inspect
 import logging
 import math
-import os
 import threading
 import time
 import weakref
@@ -25,7 +24,7 @@ from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from otelprod import _telemetry, semconv
+from otelprod import _forks, _telemetry, semconv
 from otelprod.monitoring._model import STATUS_RANK, HealthCheckResult, HealthStatus
 from otelprod.monitoring._pool import DaemonPool
 
@@ -128,6 +127,7 @@ class HealthChecker:
         self._scheduler: threading.Thread | None = None
         self._stop = threading.Event()
         _checkers.add(self)
+        _forks.register(self, after_in_child=HealthChecker._after_fork)
 
     # --- registry ---------------------------------------------------------------
     def register_check(self, name: str, check: CheckFunction, *, timeout: float = DEFAULT_TIMEOUT,
@@ -401,15 +401,6 @@ _checkers: weakref.WeakSet[HealthChecker] = weakref.WeakSet()
 def _observe_all(options: CallbackOptions) -> Iterator[Observation]:
     for checker in list(_checkers):
         yield from checker._observe(options)
-
-
-def _after_fork() -> None:
-    for checker in list(_checkers):
-        checker._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
 
 
 _duration = _telemetry.duration_histogram(semconv.METRIC_HEALTH_CHECK_DURATION,

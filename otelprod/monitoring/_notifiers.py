@@ -11,17 +11,15 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import os
 import threading
 import time
 import urllib.error
 import urllib.request
-import weakref
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from otelprod import _telemetry
+from otelprod import _forks, _telemetry
 from otelprod.monitoring._model import Alert, AlertSeverity, iso
 
 _log = logging.getLogger("otelprod.monitoring.notifier")
@@ -104,7 +102,7 @@ class WebhookNotifier:
         self._closed = False
         self._thread: threading.Thread | None = None
         self.sent = self.failed = self.dropped = 0
-        _notifiers.add(self)
+        _forks.register(self, after_in_child=WebhookNotifier._after_fork)
         self._send = self._build_sender(max_attempts, base_delay, max_delay, failure_threshold,
                                         reset_timeout)
 
@@ -221,18 +219,6 @@ class WebhookNotifier:
 
     def __repr__(self) -> str:
         return f"<WebhookNotifier {self.url}>"
-
-
-_notifiers: weakref.WeakSet[WebhookNotifier] = weakref.WeakSet()
-
-
-def _after_fork() -> None:
-    for notifier in list(_notifiers):
-        notifier._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
 
 
 def _scrub(value: Any) -> Any:

@@ -7,18 +7,15 @@ Health checks may hang by definition; these workers never hold the exit up.
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
-import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from otelprod import _forks
+
 T = TypeVar("T")
-
-_pools: weakref.WeakSet[DaemonPool] = weakref.WeakSet()
-
 
 class DaemonPool:
     def __init__(self, max_workers: int, name: str) -> None:
@@ -32,7 +29,7 @@ class DaemonPool:
         self._threads = 0
         self._idle = 0  # workers waiting for work
         self._pending = 0  # work queued and not taken yet
-        _pools.add(self)
+        _forks.register(self, after_in_child=DaemonPool._after_fork)
 
     def submit(self, fn: Callable[[], T]) -> Future[T]:
         future: Future[T] = Future()
@@ -68,11 +65,3 @@ class DaemonPool:
         self._lock = threading.Lock()
         self._threads = self._idle = self._pending = 0
 
-
-def _reset_pools_after_fork() -> None:
-    for pool in list(_pools):
-        pool._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_pools_after_fork)

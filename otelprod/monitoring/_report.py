@@ -1,9 +1,11 @@
-"""The status report: everything monitoring knows, as one JSON-serialisable dict.
+"""Status reports: everything monitoring knows, as one JSON-serialisable dict.
 
-Each section is gathered on its own, so one failing part (Redis down behind a
-breaker, a module mid-upgrade) leaves a hole with the reason in it rather than
-no report at all. The finished report goes through the scrubber: it is meant
-to be served over HTTP.
+Every status report of otelprod (this one, and the whole system's of
+``ProductionSystem.get_system_status()``) is made here the same way: each
+section is gathered on its own (:func:`gather`), so one failing part (Redis
+down behind a breaker, a module mid-upgrade) leaves a hole with the reason in
+it rather than no report at all; the finished report (:func:`finish`) is
+valid JSON and goes through the scrubber: it is meant to be served over HTTP.
 """
 
 from __future__ import annotations
@@ -13,13 +15,17 @@ import enum
 import logging
 import math
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from otelprod import _telemetry
+from otelprod._scrub import scrubber
 from otelprod.monitoring._model import HealthCheckResult, HealthStatus, iso, utcnow
 
 if TYPE_CHECKING:
-    from otelprod.monitoring._system import MonitoringSystem
+    from otelprod.monitoring._alerts import AlertManager
+    from otelprod.monitoring._health import HealthChecker
+    from otelprod.monitoring._metrics_facade import MetricsCollector
+    from otelprod.monitoring._system_metrics import SystemMetrics
 
 _log = logging.getLogger("otelprod.monitoring")
 
@@ -59,6 +65,16 @@ def _section(name: str, fn: Callable[[], Any]) -> Any:
         return {"error": f"{type(exc).__name__}: {_telemetry.truncate(str(exc), 200)}"}
 
 
+def gather(sections: Mapping[str, Callable[[], Any]]) -> dict[str, Any]:
+    """Each section's value, or ``{"error": ...}`` for a section that raised."""
+    return {name: _section(name, fn) for name, fn in sections.items()}
+
+
+def finish(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The report as valid JSON (no NaN, enums as values), secrets scrubbed."""
+    return scrubber.scrub_mapping(jsonable(report))
+
+
 def _error_handling() -> dict[str, Any]:
     from otelprod import error_handling
 
@@ -71,24 +87,18 @@ def _rate_limiters() -> Any:
     return rate_limit_manager.get_all_stats()
 
 
-def _exporter() -> Any:
-    from otelprod._bootstrap import export_status
+class Monitored(Protocol):
+    """What the report reads (a ``MonitoringSystem``)."""
 
-    return export_status()
+    health_checker: HealthChecker
+    alert_manager: AlertManager
+    system_metrics: SystemMetrics
+    metrics: MetricsCollector
 
-
-def scrub(report: dict[str, Any]) -> dict[str, Any]:
-    try:
-        from otelprod._scrub import scrubber
-    except ImportError:  # pragma: no cover - part of otelprod
-        _log.warning("the scrubber is unavailable: status report sections that may hold "
-                     "secrets are left out")
-        keep = ("overall_status", "ready", "timestamp", "checks", "alerts")
-        return {k: v for k, v in report.items() if k in keep}
-    return scrubber.scrub_mapping(report)
+    def export_status(self) -> Mapping[str, Any]: ...
 
 
-def build_report(system: MonitoringSystem,
+def build_report(system: Monitored,
                  results: Mapping[str, HealthCheckResult | None] | None = None
                  ) -> dict[str, Any]:
     """The report; ``results`` are health results already gathered (else checks run now)."""
@@ -106,23 +116,26 @@ def build_report(system: MonitoringSystem,
         entry["critical"] = checker.is_critical(name)
         checks[name] = entry
     errors = _section("error_handling", _error_handling)
+    gathered = gather({"alerts": system.alert_manager.summary,
+                       "system": system.system_metrics.snapshot,
+                       "rate_limiters": _rate_limiters, "exporter": system.export_status})
     report: dict[str, Any] = {
         "overall_status": overall.value,
         "ready": not failing,
         "failing_critical_checks": failing,
         "timestamp": iso(utcnow()),
         "checks": checks,
-        "alerts": _section("alerts", system.alert_manager.summary),
-        "system": _section("system", system.system_metrics.snapshot),
+        "alerts": gathered["alerts"],
+        "system": gathered["system"],
         "circuit_breakers": errors.get("circuit_breakers", errors) if isinstance(
             errors, dict) else errors,
         "errors": errors.get("errors", errors) if isinstance(errors, dict) else errors,
         "dead_letter_queue": errors.get("dead_letter_queue", errors) if isinstance(
             errors, dict) else errors,
-        "rate_limiters": _section("rate_limiters", _rate_limiters),
-        "exporter": _section("exporter", _exporter),
+        "rate_limiters": gathered["rate_limiters"],
+        "exporter": gathered["exporter"],
         "metrics": {"instruments": system.metrics.instruments()},
         "notifiers": [_section("notifier", n.stats) if hasattr(n, "stats") else repr(n)
                       for n in system.alert_manager.notifiers],
     }
-    return scrub(jsonable(report))
+    return finish(report)

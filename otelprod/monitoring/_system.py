@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from otelprod import _telemetry, semconv
+from otelprod.monitoring import _builtin
 from otelprod.monitoring._alerts import AlertManager
-from otelprod.monitoring._builtin import BUILTIN_CHECKS
+from otelprod.monitoring._builtin import ExportStatusSource, export_not_initialized
 from otelprod.monitoring._health import HealthChecker
 from otelprod.monitoring._metrics_facade import MetricsCollector
 from otelprod.monitoring._model import AlertSeverity, HealthCheckResult, HealthStatus
@@ -40,6 +41,7 @@ class MonitoringSystem:
         self._lock = threading.Lock()
         self._started = False
         self._wired: list[tuple[Any, str, Any]] = []  # (target, remove method, listener)
+        self._export_status: ExportStatusSource = export_not_initialized
         self.health_checker.add_status_listener(self._on_health_change)
 
     @property
@@ -48,16 +50,23 @@ class MonitoringSystem:
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self, *, system_metrics: bool = True, builtin_checks: bool = True,
-              background_checks: bool = True) -> None:
-        """Start the background parts; idempotent (a second call changes nothing)."""
+              background_checks: bool = True,
+              export_status: ExportStatusSource | None = None) -> None:
+        """Start the background parts; idempotent (a second call changes nothing).
+
+        ``export_status`` tells the exporter check and the status report how
+        the telemetry export is going (``otelprod.init()`` passes its own).
+        """
         with self._lock:
             if self._started:
                 return
             self._started = True
+            if export_status is not None:
+                self._export_status = export_status
         if builtin_checks:
-            for name, factory in BUILTIN_CHECKS.items():
+            for name, check in _builtin.builtin_checks(self.export_status).items():
                 if not self.health_checker.has_check(name):
-                    self.health_checker.register_check(name, factory(), critical=False,
+                    self.health_checker.register_check(name, check, critical=False,
                                                        timeout=5.0, interval=BUILTIN_INTERVAL)
         self._wire_error_handling()
         if system_metrics:
@@ -75,6 +84,7 @@ class MonitoringSystem:
                 return
             self._started = False
             wired, self._wired = self._wired, []
+            self._export_status = export_not_initialized
         for target, method, listener in wired:
             try:
                 getattr(target, method)(listener)
@@ -138,6 +148,10 @@ class MonitoringSystem:
             AlertSeverity.CRITICAL, context or "application", {semconv.ERROR_TYPE: error_type})
 
     # --- reports -------------------------------------------------------------------------
+    def export_status(self) -> Mapping[str, Any]:
+        """How the telemetry export is going (``not_initialized`` until started with one)."""
+        return self._export_status()
+
     def get_status_report(self) -> dict[str, Any]:
         """Health (checks run now), alerts, system figures, breakers, rate limiters, the
         dead-letter queue and the exporter's state: JSON-serialisable and scrubbed."""

@@ -26,7 +26,8 @@ from typing import Any
 import psutil
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from otelprod import _telemetry, semconv
+from otelprod import _forks, _telemetry, semconv
+from otelprod._compat import otel_instrumentation
 
 _log = logging.getLogger("otelprod.monitoring")
 
@@ -96,8 +97,7 @@ class SystemMetrics:
                  else _telemetry.meter)
         self._register(meter)
         self._start_instrumentation(meter_provider)
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._process)
+        _forks.register(self, after_in_child=SystemMetrics._process)
 
     def stop(self) -> None:
         self.enabled = False
@@ -145,7 +145,7 @@ class SystemMetrics:
             _log.warning("opentelemetry-instrumentation-system-metrics is missing: "
                          "no process memory and CPU metrics")
             return
-        theirs = SystemMetricsInstrumentor._instance
+        theirs = otel_instrumentation.existing_instance(SystemMetricsInstrumentor)
         if (meter_provider is None and theirs is not None
                 and theirs.is_instrumented_by_opentelemetry):
             return  # the application instrumented it already: these series exist
@@ -185,7 +185,7 @@ class SystemMetrics:
             self._proc = psutil.Process()
             instrumentor = self._instrumentor
             if instrumentor is not None:
-                instrumentor._proc = self._proc
+                otel_instrumentation.follow_process(instrumentor, self._proc)
         return self._proc
 
     # --- callbacks ----------------------------------------------------------------------

@@ -37,6 +37,7 @@ from otelprod.rate_limiter._config import (
 )
 from otelprod.rate_limiter._limiter import RateLimiter
 from otelprod.rate_limiter._manager import RateLimitManager, rate_limit_manager, rate_limited
+from otelprod.rate_limiter._strategies import FixedWindow, LeakyBucket, SlidingWindow, TokenBucket
 
 if TYPE_CHECKING:
     from otelprod.rate_limiter._redis import RedisRateLimiter
@@ -49,6 +50,8 @@ __all__ = [
     "BackpressureManager",
     "BackpressureRejected",
     "FailureMode",
+    "FixedWindow",
+    "LeakyBucket",
     "RateLimitConfig",
     "RateLimitExceeded",
     "RateLimitManager",
@@ -56,6 +59,8 @@ __all__ = [
     "RateLimitStrategy",
     "RateLimiter",
     "RedisRateLimiter",
+    "SlidingWindow",
+    "TokenBucket",
     "rate_limit_manager",
     "rate_limited",
 ]

@@ -15,12 +15,12 @@ from typing import Any
 
 from opentelemetry.util.types import AttributeValue
 
-from otelprod import semconv
+from otelprod import _forks, semconv
 from otelprod._telemetry import add_event
 from otelprod.errors import ConfigurationError, OtelprodError
 from otelprod.rate_limiter import _instruments as _inst
 from otelprod.rate_limiter._config import _is_real, _type
-from otelprod.rate_limiter._limiter import _live, log
+from otelprod.rate_limiter._limiter import log, renew_lock
 
 _FULL = semconv.BackpressureReason.FULL
 _SHEDDING = semconv.BackpressureReason.SHEDDING
@@ -92,7 +92,7 @@ class Backpressure:
         self._attrs: dict[str, dict[str, AttributeValue]] = {
             _FULL: {n: name, r: _FULL}, _SHEDDING: {n: name, r: _SHEDDING}}
         _inst.track_backpressure(self)
-        _live.add(self)
+        _forks.register(self, after_in_child=renew_lock)
 
     def __repr__(self) -> str:
         return f"<Backpressure {self.name!r} {self._size}/{self.max_queue_size}>"

@@ -12,20 +12,27 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.util.types import AttributeValue
 
 from otelprod import semconv
-from otelprod._telemetry import duration_histogram, meter
-
-if TYPE_CHECKING:
-    from otelprod.rate_limiter._backpressure import Backpressure
+from otelprod._telemetry import duration_histogram, meter, safely
 
 
 class _HasAvailable(Protocol):
     def _available_now(self) -> float: ...
+
+
+class _Queue(Protocol):
+    """A backpressure controller, as the queue-size gauge sees it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
 
 
 class Counts:
@@ -55,7 +62,7 @@ _lock = threading.Lock()
 _counts: dict[str, Counts] = {}
 #: the newest limiter per name, for the ``available`` gauge
 _limiters: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
-_backpressure: weakref.WeakValueDictionary[str, Backpressure] = weakref.WeakValueDictionary()
+_backpressure: weakref.WeakValueDictionary[str, _Queue] = weakref.WeakValueDictionary()
 
 
 def counts_for(name: str, limiter: _HasAvailable) -> Counts:
@@ -67,7 +74,7 @@ def counts_for(name: str, limiter: _HasAvailable) -> Counts:
     return counts
 
 
-def track_backpressure(bp: Backpressure) -> None:
+def track_backpressure(bp: _Queue) -> None:
     with _lock:
         _backpressure[bp.name] = bp
 
@@ -127,16 +134,7 @@ rejections_counter = meter.create_counter(
 )
 
 
-def safely(fn: Any, *args: Any) -> None:
-    """Call a telemetry function; its trouble is never the caller's exception."""
-    try:
-        fn(*args)
-    except Exception:
-        pass
-
-
 def record(instrument: Any, value: float, attrs: Mapping[str, AttributeValue]) -> None:
-    try:
-        (instrument.record if hasattr(instrument, "record") else instrument.add)(value, attrs)
-    except Exception:
-        pass
+    """Add to a counter or record in a histogram; telemetry trouble is logged, never raised."""
+    safely(f"recording {getattr(instrument, 'name', 'a rate limiter metric')}",
+           instrument.record if hasattr(instrument, "record") else instrument.add, value, attrs)

@@ -1,6 +1,8 @@
 """The limiter every strategy shares: locking, waiting, per-key state, telemetry.
 
-A strategy only decides. Its ``_take(state, now, tokens, cap)`` returns the
+``RateLimiter(config)`` builds the subclass that implements ``config.strategy``
+(each strategy subclass names its strategy in its class statement, see
+``_strategies``). A strategy only decides. Its ``_take(state, now, tokens, cap)`` returns the
 delay before the caller's slot (``0.0``: now; ``> 0``: reserved, sleep first)
 or minus the retry-after when refused, plus what remains. The slot is
 reserved under the lock and the caller sleeps outside it, so waiting callers
@@ -12,17 +14,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import threading
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any
+from typing import Any, ClassVar
 
 from opentelemetry.trace import get_current_span
 
-from otelprod import semconv
+from otelprod import _forks, semconv
 from otelprod._telemetry import add_event
 from otelprod.rate_limiter import _instruments as _inst
 from otelprod.rate_limiter._config import (
@@ -37,20 +37,6 @@ log = logging.getLogger("otelprod.rate_limiter")
 
 #: times within a nanosecond count as equal, so float error never costs a request
 EPS = 1e-9
-
-#: every live limiter and backpressure controller, to renew their locks after fork()
-_live: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-def _renew_locks_in_child() -> None:
-    """A lock another thread held at fork() would stay held forever in the child
-    (pre-fork servers such as gunicorn): give every live object a fresh one."""
-    for obj in list(_live):
-        obj._lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_renew_locks_in_child)
 
 _new_status = tuple.__new__
 
@@ -68,12 +54,18 @@ class RateLimiter:
 
     #: "memory" or "redis", for stats()
     backend = "memory"
+    #: strategy -> the subclass implementing it (filled by ``__init_subclass__``)
+    _implementations: ClassVar[dict[RateLimitStrategy, type[RateLimiter]]] = {}
+
+    def __init_subclass__(cls, strategy: RateLimitStrategy | None = None,
+                          **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if strategy is not None:
+            RateLimiter._implementations[strategy] = cls
 
     def __new__(cls, config: RateLimitConfig | None = None, *args: Any, **kwargs: Any) -> Any:
         if cls is RateLimiter:
-            from otelprod.rate_limiter._strategies import STRATEGIES
-
-            cls = STRATEGIES[(config or RateLimitConfig()).strategy]
+            cls = RateLimiter._implementations[(config or RateLimitConfig()).strategy]
         return object.__new__(cls)
 
     def __init__(
@@ -105,7 +97,7 @@ class RateLimiter:
         self._setup()
         self._state = self._new_state()
         self._counts = _inst.counts_for(name, self)
-        _live.add(self)
+        _forks.register(self, after_in_child=renew_lock)
 
     def __repr__(self) -> str:
         c = self.config
@@ -140,16 +132,10 @@ class RateLimiter:
         ``wait=None`` follows ``config.wait_on_rate_limit``; a number is the most
         this call may wait (capped by ``max_wait``).
         """
-        if tokens != 1:
-            self._check_tokens(tokens)
-        cap = self._wait_default if wait is None else self._cap(wait)
-        delay, remaining = self._decide(tokens, cap, key)
-        if delay == 0.0:
-            return _new_status(RateLimitStatus, (True, 0.0, remaining, self._limit, 0.0))
+        delay, remaining = self._decide(tokens, self._wait_cap(tokens, wait), key)
         if delay > 0.0:
             self._sleep(delay)
-            return self._waited(delay, remaining)
-        return self._rejected(-delay, remaining)
+        return self._status(delay, remaining)
 
     async def acquire_async(
         self, tokens: int = 1, wait: bool | float | None = None, key: Hashable | None = None
@@ -158,16 +144,10 @@ class RateLimiter:
 
         A waiter cancelled while asleep gives up its slot unused.
         """
-        if tokens != 1:
-            self._check_tokens(tokens)
-        cap = self._wait_default if wait is None else self._cap(wait)
-        delay, remaining = self._decide(tokens, cap, key)
-        if delay == 0.0:
-            return _new_status(RateLimitStatus, (True, 0.0, remaining, self._limit, 0.0))
+        delay, remaining = await self._decide_async(tokens, self._wait_cap(tokens, wait), key)
         if delay > 0.0:
             await self._async_sleep(delay)
-            return self._waited(delay, remaining)
-        return self._rejected(-delay, remaining)
+        return self._status(delay, remaining)
 
     def reset(self, key: Hashable | None = None) -> None:
         """Forget what was granted: the limit starts again with a full allowance.
@@ -213,6 +193,25 @@ class RateLimiter:
         return out
 
     # --- internals ----------------------------------------------------------------
+    def _wait_cap(self, tokens: int, wait: bool | float | None) -> float:
+        """The longest this call may wait, after checking its arguments."""
+        if tokens != 1:
+            self._check_tokens(tokens)
+        return self._wait_default if wait is None else self._cap(wait)
+
+    def _status(self, delay: float, remaining: int) -> RateLimitStatus:
+        """The answer to a call that was granted (``delay >= 0``, slept) or refused."""
+        if delay == 0.0:
+            return _new_status(RateLimitStatus, (True, 0.0, remaining, self._limit, 0.0))
+        if delay > 0.0:
+            return self._waited(delay, remaining)
+        return self._rejected(-delay, remaining)
+
+    async def _decide_async(self, tokens: int, cap: float,
+                            key: Hashable | None) -> tuple[float, int]:
+        """:meth:`_decide` for ``acquire_async``; in memory it never blocks the loop."""
+        return self._decide(tokens, cap, key)
+
     def _decide(self, tokens: int, cap: float, key: Hashable | None) -> tuple[float, int]:
         """Reserve or refuse under the lock and count the outcome: ``_take``'s answer."""
         with self._lock:
@@ -286,4 +285,9 @@ class RateLimiter:
         return _new_status(RateLimitStatus, (False, retry_after, remaining, self._limit, 0.0))
 
 
-__all__ = ["EPS", "RateLimiter", "_live", "log"]
+def renew_lock(owner: Any) -> None:
+    """In a forked child: a lock another thread held at fork() would stay held forever."""
+    owner._lock = threading.Lock()
+
+
+__all__ = ["EPS", "RateLimiter", "log", "renew_lock"]

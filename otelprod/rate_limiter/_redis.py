@@ -28,7 +28,6 @@ from otelprod.rate_limiter import _instruments as _inst
 from otelprod.rate_limiter._config import (
     FailureMode,
     RateLimitConfig,
-    RateLimitStatus,
     RateLimitStrategy,
     _is_real,
     _type,
@@ -182,21 +181,11 @@ class RedisRateLimiter(RateLimiter):
     def _new_state(self) -> None:
         return None
 
-    # acquire() is RateLimiter's, with _decide below as the round trip
-    async def acquire_async(
-        self, tokens: int = 1, wait: bool | float | None = None, key: Hashable | None = None
-    ) -> RateLimitStatus:
-        """Runs the round trip in a worker thread, so the event loop never blocks."""
-        if tokens != 1:
-            self._check_tokens(tokens)
-        cap = self._wait_default if wait is None else self._cap(wait)
-        delay, remaining = await asyncio.to_thread(self._decide, tokens, cap, key)
-        if delay == 0.0:
-            return RateLimitStatus(True, 0.0, remaining, self._limit, 0.0)
-        if delay > 0.0:
-            await self._async_sleep(delay)
-            return self._waited(delay, remaining)
-        return self._rejected(-delay, remaining)
+    # acquire() and acquire_async() are RateLimiter's, with _decide below as the round trip
+    async def _decide_async(self, tokens: int, cap: float,
+                            key: Hashable | None) -> tuple[float, int]:
+        """The round trip in a worker thread, so the event loop never blocks."""
+        return await asyncio.to_thread(self._decide, tokens, cap, key)
 
     def reset(self, key: Hashable | None = None) -> None:
         """Delete the shared state (for every replica). Without ``key`` the

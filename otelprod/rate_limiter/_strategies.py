@@ -1,5 +1,8 @@
 """The four in-process strategies: plain arithmetic on a tiny state per key.
 
+Each names the strategy it implements in its class statement, which is how
+``RateLimiter(config)`` finds it.
+
 Each ``_take`` runs under the limiter's lock and returns ``(delay, remaining)``:
 ``delay == 0.0`` grants now, ``delay > 0`` grants a slot ``delay`` seconds
 ahead (the caller sleeps), ``delay < 0`` refuses with ``retry_after = -delay``.
@@ -20,7 +23,7 @@ _NEVER = -math.inf
 _floor = math.floor
 
 
-class TokenBucket(RateLimiter):
+class TokenBucket(RateLimiter, strategy=RateLimitStrategy.TOKEN_BUCKET):
     """Bursts up to ``burst_size``, refilled at ``requests_per_second``.
 
     Kept as GCRA: the state is one number, the "theoretical arrival time" at
@@ -55,7 +58,7 @@ class TokenBucket(RateLimiter):
         return max(0.0, (self._span - max(backlog, 0.0)) * self._rate)
 
 
-class LeakyBucket(RateLimiter):
+class LeakyBucket(RateLimiter, strategy=RateLimitStrategy.LEAKY_BUCKET):
     """A smooth stream: one request per ``1/requests_per_second`` s, never closer.
 
     The bucket holds ``burst_size`` requests: waiting callers queue in it and
@@ -86,7 +89,7 @@ class LeakyBucket(RateLimiter):
         return max(0.0, (self._span - max(st[0] - now, 0.0)) * self._rate)
 
 
-class SlidingWindow(RateLimiter):
+class SlidingWindow(RateLimiter, strategy=RateLimitStrategy.SLIDING_WINDOW):
     """At most ``burst_size`` grants in any window of ``burst_size/rate`` seconds.
 
     An exact log of grant times (a deque per key, at most a few bursts long):
@@ -130,7 +133,7 @@ class SlidingWindow(RateLimiter):
         return float(max(0, self._limit - sum(1 for t in log if t > cutoff)))
 
 
-class FixedWindow(RateLimiter):
+class FixedWindow(RateLimiter, strategy=RateLimitStrategy.FIXED_WINDOW):
     """At most ``burst_size`` grants per aligned window of ``burst_size/rate`` s.
 
     Windows are aligned to the clock's zero. As with every fixed window, a
@@ -170,11 +173,3 @@ class FixedWindow(RateLimiter):
         if st[0] < i:
             return float(self._limit)
         return float(self._limit - st[1]) if st[0] == i else 0.0
-
-
-STRATEGIES: dict[RateLimitStrategy, type[RateLimiter]] = {
-    RateLimitStrategy.TOKEN_BUCKET: TokenBucket,
-    RateLimitStrategy.LEAKY_BUCKET: LeakyBucket,
-    RateLimitStrategy.SLIDING_WINDOW: SlidingWindow,
-    RateLimitStrategy.FIXED_WINDOW: FixedWindow,
-}

@@ -38,6 +38,7 @@ from otelprod.structured_logging._handlers import (
     JsonQueueHandler,
     flush_logging,
     get_json_handler,
+    level_name,
     setup_json_logging,
     shutdown_logging,
 )
@@ -166,6 +167,7 @@ __all__ = [
     "get_observability_system",
     "get_performance_report",
     "initialize_observability",
+    "level_name",
     "set_context",
     "setup_json_logging",
     "shutdown_logging",

@@ -60,14 +60,14 @@ def scrub_span(span: ReadableSpan, scrub: Scrubber | None = None) -> ReadableSpa
     events_changed = False
     for event in span.events:
         if not event.attributes or s.is_clean(event.attributes):
-            events.append(event)  # type: ignore[arg-type]
+            events.append(event)
             continue
         event_attrs = s.scrub_mapping(event.attributes)
         if _attrs_changed(event.attributes, event_attrs):
             events_changed = True
             events.append(Event(event.name, event_attrs, event.timestamp))
         else:
-            events.append(event)  # type: ignore[arg-type]
+            events.append(event)
     if events_changed:
         changes["events"] = events
     links: list[Link] = []

@@ -19,7 +19,9 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-_lock = threading.Lock()
+from otelprod import _forks
+
+_lock = threading.Lock()  # one line block at a time, whichever signal's thread prints it
 
 
 def _attrs(attributes: Any, limit: int = 6) -> str:
@@ -31,12 +33,19 @@ def _attrs(attributes: Any, limit: int = 6) -> str:
 class _Console:
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream
+        # the parent's export thread may have held the lock at fork
+        _forks.register(self, after_in_child=_renew_lock)
 
     def _write(self, lines: list[str]) -> None:
         stream = self._stream or sys.stdout
         with _lock:
             stream.write("\n".join(lines) + "\n")
             stream.flush()
+
+
+def _renew_lock(_: object) -> None:
+    global _lock
+    _lock = threading.Lock()
 
 
 class ConsoleSpanExporter(_Console, SpanExporter):

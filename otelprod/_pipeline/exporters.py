@@ -17,20 +17,22 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from opentelemetry.metrics import CallbackOptions, ObservableGauge, Observation
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-import otelprod._fork  # noqa: F401  (registers the child's metric reset at fork)
-from otelprod import semconv
-from otelprod._settings import Settings
-from otelprod._spool import SpoolDir, service_dir
-from otelprod._spool_link import Policy, SignalLink, encode, sender_for
+from otelprod import _forks, semconv
+from otelprod._compat import otel_sdk
+from otelprod._pipeline.settings import Settings
+from otelprod._pipeline.spool.link import Policy, SignalLink, SpoolStatus, encode, sender_for
+from otelprod._pipeline.spool.store import SpoolDir, service_dir
+from otelprod._pipeline.status import ExportHealth, SignalStatus, record_drop
 from otelprod.errors import ConfigurationError
 
 GRPC = "grpc"
@@ -120,86 +122,16 @@ def _new_exporter(target: Target, timeout: float) -> Any:
 E = TypeVar("E")
 
 
-class ExportHealth:
-    """What the exporters of one signal have seen: the basis of ``export_status()``."""
-
-    def __init__(self, signal: str) -> None:
-        self.signal = signal
-        self.exports = 0
-        self.failures = 0
-        self.last_ok: bool | None = None
-        self.last_error: str | None = None
-        self._attrs = {semconv.SIGNAL: signal}
-
-    def record(self, ok: bool, error: str | None = None) -> None:
-        self.exports += 1
-        self.last_ok = ok
-        if not ok:
-            self.failures += 1
-            self.last_error = error
-            _failure_counter().add(1, self._attrs)
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"exports": self.exports, "failures": self.failures,
-                "connected": self.last_ok, "last_error": self.last_error}
-
-
-_failures: Any = None
-
-
-def _failure_counter() -> Any:
-    global _failures
-    if _failures is None:
-        from otelprod._telemetry import meter
-
-        _failures = meter.create_counter(
-            semconv.METRIC_EXPORT_FAILURES, unit="{export}",
-            description="Exports the collector did not accept, by signal.")
-    return _failures
-
-
-def prime_export_metrics() -> None:
-    """Start the failure and drop series at zero, so dashboards and alerts
-    see them (and their rate) from the first export on, not from the first outage."""
-    try:
-        for signal in semconv.Signal.ALL:
-            _failure_counter().add(0, {semconv.SIGNAL: signal})
-            record_drop(signal, 0)
-    except Exception:
-        pass
-
-
-_dropped: Any = None
-
-
-def record_drop(signal: str, count: int) -> None:
-    """Count ``count`` items of ``signal`` that will never reach the collector."""
-    global _dropped
-    try:
-        if _dropped is None:
-            from otelprod._telemetry import meter
-
-            _dropped = meter.create_counter(
-                semconv.METRIC_EXPORT_DROPPED, unit="{item}",
-                description="Spans, log records and metric points dropped before reaching "
-                            "the collector (spool bound, rejected by the collector), by signal.")
-        _dropped.add(count, {semconv.SIGNAL: signal})
-    except Exception:
-        pass
-
-
 #: Exporters alive in this process, for the spool size gauge.
-_live: weakref.WeakSet[Any] = weakref.WeakSet()
+_live: weakref.WeakSet[_ForkSafe] = weakref.WeakSet()
 _gauge_lock = threading.Lock()
-_gauge: Any = None
+_gauge: ObservableGauge | None = None
 
 
-def _observe_spool(options: Any) -> Any:
-    from opentelemetry.metrics import Observation
-
+def _observe_spool(options: CallbackOptions) -> Iterator[Observation]:
     for exporter in list(_live):
         link = exporter._link()
-        if link is not None and link.spool is not None:
+        if link is not None:
             yield Observation(link.spool.bytes_of(exporter.signal),
                               {semconv.SIGNAL: exporter.signal})
 
@@ -223,14 +155,10 @@ class _PerProcess(Generic[E]):
         self._lock = threading.Lock()
         self._pid = -1
         self._value: E | None = None
-        if hasattr(os, "register_at_fork"):
-            ref = weakref.ref(self)
+        _forks.register(self, after_in_child=_PerProcess._renew_lock)
 
-            def reset() -> None:  # a lock held by a parent's thread would never be released
-                me = ref()
-                if me is not None:
-                    me._lock = threading.Lock()
-            os.register_at_fork(after_in_child=reset)
+    def _renew_lock(self) -> None:  # a lock held by a parent's thread would never be released
+        self._lock = threading.Lock()
 
     def get(self) -> E | None:
         if self._pid != os.getpid():
@@ -259,7 +187,7 @@ class SpoolConfig:
             try:
                 return SpoolDir(self.path, self.max_bytes, on_drop=record_drop)
             except (OSError, ValueError) as exc:
-                logging.getLogger("otelprod._spool").warning(
+                logging.getLogger("otelprod._pipeline.spool").warning(
                     "otelprod: cannot use the spool directory %s (%s); telemetry that cannot "
                     "be sent is dropped", self.path, exc)
                 return None
@@ -347,13 +275,13 @@ class _ForkSafe:
         if link is not None:
             link.deadline = deadline
 
-    def spool_status(self) -> dict[str, Any]:
+    def spool_status(self) -> SpoolStatus:
         """spooling, spool_bytes, dropped and segments of this signal, in this process."""
         link = self._link()
         if link is not None:
             return link.status()
-        return {"spooling": False, "spool_bytes": 0, "dropped": 0, "segments": 0,
-                "spool_dir": str(self._spool.path) if self._spool else None}
+        return SpoolStatus(spooling=False, spool_bytes=0, dropped=0, segments=0,
+                           spool_dir=str(self._spool.path) if self._spool else None)
 
     def _flush(self, timeout_millis: float) -> bool:
         proc = self._inner.current()
@@ -423,14 +351,17 @@ class ForkSafeMetricExporter(_ForkSafe, MetricExporter):
     def __init__(self, factory: Callable[[], MetricExporter],
                  spool: SpoolConfig | None = None,
                  spool_dir: _PerProcess[SpoolDir] | None = None) -> None:
-        probe = factory()  # temporality and aggregation preferences come from the real one
-        MetricExporter.__init__(
-            self,
-            preferred_temporality=probe._preferred_temporality,
-            preferred_aggregation=probe._preferred_aggregation,
-        )
-        probe.shutdown()
-        self._setup(factory, spool, spool_dir)
+        # The temporality and aggregation preferences come from the real exporter,
+        # which then serves this process (a forked child builds its own).
+        first, pid = [factory()], os.getpid()
+        temporality, aggregation = otel_sdk.metric_preferences(first[0])
+        MetricExporter.__init__(self, preferred_temporality=temporality,
+                                preferred_aggregation=aggregation)
+
+        def first_then_new() -> MetricExporter:
+            return first.pop() if first and os.getpid() == pid else factory()
+
+        self._setup(first_then_new, spool, spool_dir)
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
                **kwargs: Any) -> MetricExportResult:
@@ -448,9 +379,9 @@ class ForkSafeMetricExporter(_ForkSafe, MetricExporter):
 
 @dataclass
 class Exporters:
-    traces: SpanExporter
-    metrics: MetricExporter
-    logs: LogRecordExporter
+    traces: ForkSafeSpanExporter
+    metrics: ForkSafeMetricExporter
+    logs: ForkSafeLogExporter
     targets: dict[str, Target]
     spool: SpoolConfig | None = None
 
@@ -459,6 +390,16 @@ class Exporters:
         for exporter in (self.traces, self.metrics, self.logs):
             if isinstance(exporter, _ForkSafe):
                 exporter.set_deadline(deadline)
+
+    def signal_status(self, signal: str) -> SignalStatus:
+        """Where ``signal`` goes, how its exports went, and what of it is spooled."""
+        exporter: _ForkSafe = getattr(self, signal)
+        target = self.targets[signal]
+        health = exporter.health
+        return SignalStatus(protocol=target.protocol, endpoint=target.describe(),
+                            exports=health.exports, failures=health.failures,
+                            connected=health.last_ok, last_error=health.last_error,
+                            **exporter.spool_status())
 
 
 def spool_service_name(settings: Settings) -> str:
@@ -499,12 +440,12 @@ def build_otlp_exporters(settings: Settings, *, spool: bool = True,
     def factory(signal: str) -> Callable[[], Any]:
         return lambda: _new_exporter(targets[signal], timeout)
 
-    forked: list[_ForkSafe] = [ForkSafeSpanExporter(factory("traces"), config, spool_dir),
-                               ForkSafeMetricExporter(factory("metrics"), config, spool_dir),
-                               ForkSafeLogExporter(factory("logs"), config, spool_dir)]
-    traces, metrics, logs = forked
-    exporters = Exporters(traces=traces, metrics=metrics, logs=logs,  # type: ignore[arg-type]
-                          targets=targets, spool=config)
+    traces = ForkSafeSpanExporter(factory("traces"), config, spool_dir)
+    metrics = ForkSafeMetricExporter(factory("metrics"), config, spool_dir)
+    logs = ForkSafeLogExporter(factory("logs"), config, spool_dir)
+    forked: list[_ForkSafe] = [traces, metrics, logs]
+    exporters = Exporters(traces=traces, metrics=metrics, logs=logs, targets=targets,
+                          spool=config)
     if config is not None:
         def start() -> None:
             for exporter in forked:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from otelprod._spool import default_root, describe, service_dir
+from otelprod._pipeline.spool.store import default_root, describe, service_dir
 
 
 def _root(args: argparse.Namespace) -> Path:
@@ -25,8 +25,8 @@ def _root(args: argparse.Namespace) -> Path:
 def _service(args: argparse.Namespace) -> str:
     if args.service_name:
         return str(args.service_name)
-    from otelprod._exporters import spool_service_name
-    from otelprod._settings import load_settings
+    from otelprod._pipeline.exporters import spool_service_name
+    from otelprod._pipeline.settings import load_settings
 
     return spool_service_name(load_settings())
 
@@ -68,8 +68,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_flush(args: argparse.Namespace) -> int:
-    from otelprod._exporters import build_otlp_exporters
-    from otelprod._settings import load_settings
+    from otelprod._pipeline.exporters import build_otlp_exporters
+    from otelprod._pipeline.settings import load_settings
 
     service = _service(args)
     settings = load_settings(service_name=service, endpoint=args.endpoint,
@@ -101,7 +101,7 @@ def cmd_flush(args: argparse.Namespace) -> int:
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
-    from otelprod._spool import SpoolDir
+    from otelprod._pipeline.spool.store import SpoolDir
 
     path = service_dir(_root(args), _service(args))
     info = describe(path)

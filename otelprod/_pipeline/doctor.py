@@ -1,4 +1,4 @@
-"""``otelprod doctor``: the effective configuration, and one real export per signal.
+"""The export checks of ``otelprod doctor``: one real export per signal.
 
 Each check sends a real item (a test span, a metric point, a log record)
 through the same exporters ``init()`` would build, so headers, TLS and
@@ -7,9 +7,8 @@ protocol are exercised exactly as in production.
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.sdk._logs import LoggerProvider
@@ -20,8 +19,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from otelprod._exporters import build_otlp_exporters
-from otelprod._settings import load_settings
+from otelprod._pipeline.exporters import build_otlp_exporters
+from otelprod._pipeline.settings import Settings
 
 
 def _check_traces(exporter: Any, resource: Resource) -> None:
@@ -48,20 +47,24 @@ def _check_logs(exporter: Any, resource: Resource) -> None:
         severity_number=SeverityNumber.INFO))
 
 
-def run_doctor(endpoint: str | None, protocol: str | None, *, timeout: float,
-               env: dict[str, str]) -> int:
-    from otelprod._scrub import scrubber
+@dataclass(frozen=True)
+class ExportCheck:
+    """How one real export of one signal went."""
 
-    settings = load_settings(endpoint=endpoint, protocol=protocol, export_timeout=timeout)
-    print("Effective configuration")
-    shown = scrubber.scrub_mapping({**asdict(settings), "environment_variables": env})
-    print(json.dumps(shown, indent=2, default=str))
+    signal: str
+    protocol: str
+    endpoint: str
+    ok: bool
+    error: str | None
+    seconds: float
 
+
+def check_exports(settings: Settings) -> list[ExportCheck]:
+    """Export one item per signal through the exporters init() would build (no spool)."""
     exporters = build_otlp_exporters(settings, spool=False)  # a check must not spool
     resource = Resource.create({"service.name": settings.service_name or "otelprod-doctor"})
     checks = {"traces": _check_traces, "metrics": _check_metrics, "logs": _check_logs}
-    print("\nCollector checks (one real export per signal)")
-    failed = 0
+    results = []
     for signal, check in checks.items():
         exporter = getattr(exporters, signal)
         target = exporters.targets[signal]
@@ -71,15 +74,7 @@ def run_doctor(endpoint: str | None, protocol: str | None, *, timeout: float,
         except Exception as exc:  # report, don't crash the doctor
             exporter.health.record(False, repr(exc))
         health = exporter.health
-        ms = (time.monotonic() - started) * 1000
-        ok = health.last_ok is True
-        failed += not ok
-        verdict = "OK" if ok else f"FAILED ({health.last_error or 'the collector refused'})"
-        print(f"  {signal:<8} {target.protocol:<14} {target.describe():<45} {verdict} "
-              f"[{ms:.0f} ms]")
-    if failed:
-        print(f"\n{failed} of 3 signals could not be exported. Is a collector running? "
-              "`docker compose up -d` starts the bundled stack.")
-    else:
-        print("\nA test span 'otelprod.doctor' was sent.")
-    return 1 if failed else 0
+        results.append(ExportCheck(signal, target.protocol, target.describe(),
+                                   health.last_ok is True, health.last_error,
+                                   time.monotonic() - started))
+    return results

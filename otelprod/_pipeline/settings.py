@@ -17,6 +17,7 @@ from typing import Any
 from otelprod.config_manager._environment import ENVIRONMENT_NAMES, normalize_environment
 from otelprod.config_manager._schema import ConfigKey, ConfigSchema
 from otelprod.errors import ConfigurationError
+from otelprod.structured_logging import level_name
 
 ENV_PREFIX = "OTELPROD_"
 MiB = 1024 * 1024
@@ -45,11 +46,6 @@ class Settings:
     system_metrics: bool = True
 
 
-def _upper(value: Any) -> Any:
-    text = str(value).strip().upper()
-    return {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(text, text)
-
-
 def _lower(value: Any) -> Any:
     return str(value).strip().lower()
 
@@ -76,7 +72,8 @@ SCHEMA = ConfigSchema([
               description="seconds per export attempt"),
     ConfigKey("json_logs", bool, default=False, description="JSON lines on stdout"),
     ConfigKey("log_level", str, default="INFO", description="level of the logging bridge",
-              choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), normalize=_upper),
+              choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+              normalize=lambda value: level_name(str(value))),
     ConfigKey("log_file", str, description="also write JSON lines to this file (rotated)"),
     ConfigKey("spool_dir", str, description="where unsent telemetry waits on disk"),
     ConfigKey("spool_max_bytes", int, default=256 * MiB, min=0, description="spool bound"),

@@ -40,7 +40,7 @@ from typing import Any
 
 import psutil
 
-_log = logging.getLogger("otelprod._spool")
+_log = logging.getLogger("otelprod._pipeline.spool")
 
 #: The default bound of one service's spool, in bytes.
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024

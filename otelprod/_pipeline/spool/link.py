@@ -22,14 +22,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypedDict
 
 import tenacity
 
-from otelprod._spool import SpoolDir, SpoolFull
+from otelprod._compat import otel_sdk
+from otelprod._pipeline.spool.store import Segment, SpoolDir, SpoolFull
+from otelprod._pipeline.status import ExportHealth
 from otelprod._telemetry import truncate
 
-_log = logging.getLogger("otelprod._spool")
+_log = logging.getLogger("otelprod._pipeline.spool")
 
 _GRPC_METHODS = {
     "traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
@@ -58,9 +60,7 @@ def encode(signal: str, batch: Any) -> tuple[bytes, int]:
 
         return encode_spans(batch).SerializeToString(), len(batch)
     if signal == "logs":
-        from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
-
-        return encode_logs(batch).SerializeToString(), len(batch)
+        return otel_sdk.encode_logs(batch).SerializeToString(), len(batch)
     from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 
     request = encode_metrics(batch)
@@ -68,6 +68,14 @@ def encode(signal: str, batch: Any) -> tuple[bytes, int]:
                  for rm in request.resource_metrics for sm in rm.scope_metrics
                  for m in sm.metrics if (kind := m.WhichOneof("data")))
     return request.SerializeToString(), points
+
+
+class Sender(Protocol):
+    """Sends the bytes of one export request; raises :class:`SendError`."""
+
+    def send(self, data: bytes, timeout: float) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class GrpcSender:
@@ -84,33 +92,28 @@ class GrpcSender:
         import grpc
 
         exporter = self.exporter
-        with self._lock:
-            if exporter._channel is not self._channel:
-                self._channel = exporter._channel
-                # no serializer: the request is already bytes, sent as they are
-                self._rpc = self._channel.unary_unary(self._method)
-            rpc = self._rpc
         try:
-            rpc(data, metadata=tuple(exporter._headers or ()) or None, timeout=timeout)
+            with self._lock:
+                channel = otel_sdk.grpc_channel(exporter)
+                if channel is not self._channel:
+                    self._channel = channel
+                    # no serializer: the request is already bytes, sent as they are
+                    self._rpc = channel.unary_unary(self._method)
+                rpc = self._rpc
+            rpc(data, metadata=otel_sdk.grpc_metadata(exporter), timeout=timeout)
         except grpc.RpcError as error:
             code = error.code() if callable(getattr(error, "code", None)) else None
             if code == grpc.StatusCode.UNAVAILABLE:
                 self._reconnect()
             details = error.details() if callable(getattr(error, "details", None)) else ""
             raise SendError(f"{getattr(code, 'name', code)}: {details}",
-                            retryable=code in exporter._retryable_error_codes) from None
+                            retryable=otel_sdk.grpc_retryable(exporter, code)) from None
         except Exception as error:  # e.g. a closed channel
             raise SendError(repr(error), retryable=True) from None
 
     def _reconnect(self) -> None:
-        # As the SDK exporter does: a new channel skips gRPC's reconnect backoff
-        # (up to 2 minutes), so the first probe after the collector is back works.
         with self._lock:
-            try:
-                self.exporter._channel.close()
-            except Exception:
-                pass
-            self.exporter._initialize_channel_and_stub()
+            otel_sdk.grpc_reconnect(self.exporter)
 
     def close(self) -> None:
         self.exporter.shutdown()
@@ -123,14 +126,8 @@ class HttpSender:
         self.exporter = exporter
 
     def send(self, data: bytes, timeout: float) -> None:
-        client = getattr(self.exporter, "_client", None)
         try:
-            if client is not None and hasattr(client, "_submit"):
-                result = client._submit(client._compress(data), timeout)
-                status, error = result.status_code, result.error
-            else:  # exporters before 1.40 expose _export(bytes, timeout) -> Response
-                response = self.exporter._export(data, timeout)
-                status, error = response.status_code, None
+            status, error = otel_sdk.http_post(self.exporter, data, timeout)
         except Exception as exc:
             raise SendError(repr(exc), retryable=True) from None
         if status is not None and 200 <= status < 300:
@@ -143,10 +140,20 @@ class HttpSender:
         self.exporter.shutdown()
 
 
-def sender_for(exporter: Any, signal: str) -> GrpcSender | HttpSender:
-    if hasattr(exporter, "_initialize_channel_and_stub"):
+def sender_for(exporter: Any, signal: str) -> Sender:
+    if otel_sdk.is_grpc_exporter(exporter):
         return GrpcSender(exporter, signal)
     return HttpSender(exporter, signal)
+
+
+class SpoolStatus(TypedDict):
+    """One signal's spool, as seen by this process."""
+
+    spooling: bool
+    spool_bytes: int
+    dropped: int
+    segments: int
+    spool_dir: str | None
 
 
 @dataclass(frozen=True)
@@ -164,8 +171,8 @@ class Policy:
 class SignalLink:
     """The per-process export path of one signal: send now, or spool and replay."""
 
-    def __init__(self, signal: str, sender: Any, spool: SpoolDir | None, policy: Policy,
-                 health: Any, on_drop: Callable[[str, int], None]) -> None:
+    def __init__(self, signal: str, sender: Sender, spool: SpoolDir, policy: Policy,
+                 health: ExportHealth, on_drop: Callable[[str, int], None]) -> None:
         self.signal = signal
         self.sender = sender
         self.spool = spool
@@ -181,35 +188,30 @@ class SignalLink:
         self._stop = threading.Event()
         self._urgent = threading.Event()
         self._thread: threading.Thread | None = None
-        if spool is not None:
-            thread = threading.Thread(target=self._run, daemon=True,
-                                      name=f"otelprod-spool-{signal}")
-            try:
-                thread.start()
-                self._thread = thread
-            except RuntimeError:
-                # A forked worker's first export can come at its exit, where Python
-                # 3.12+ starts no thread: the link still sends and spools without one.
-                pass
+        thread = threading.Thread(target=self._run, daemon=True, name=f"otelprod-spool-{signal}")
+        try:
+            thread.start()
+            self._thread = thread
+        except RuntimeError:
+            # A forked worker's first export can come at its exit, where Python
+            # 3.12+ starts no thread: the link still sends and spools without one.
+            pass
 
     # --- the export path (the SDK's batch thread) ---------------------------------
     def submit(self, data: bytes, count: int, timeout: float | None = None) -> bool:
         """Send or spool one request; True when it is with the collector or on disk."""
-        if self.spool is not None and (self.down or self.closed):
+        if self.down or self.closed:
             return self._to_spool(data, count)
         budget = min(timeout or self.policy.export_timeout, self.policy.export_timeout)
         if self.deadline is not None:
             budget = min(budget, self.deadline - time.monotonic())
-            if budget <= 0:  # the shutdown deadline has passed: disk, or counted as lost
-                if self.spool is not None:
-                    return self._to_spool(data, count)
-                self._drop(count)
-                return False
+            if budget <= 0:  # the shutdown deadline has passed: to disk
+                return self._to_spool(data, count)
         try:
             self.sender.send(data, budget)
         except SendError as exc:
             self.health.record(False, str(exc))
-            if not exc.retryable or self.spool is None:
+            if not exc.retryable:
                 self._drop(count)
                 return False
             self._mark_down(str(exc))
@@ -218,7 +220,6 @@ class SignalLink:
         return True
 
     def _to_spool(self, data: bytes, count: int) -> bool:
-        assert self.spool is not None
         try:
             self.spool.write(self.signal, data, count)
         except SpoolFull:
@@ -242,7 +243,7 @@ class SignalLink:
             self.down = True
             _log.warning("otelprod: the collector does not take %s (%s); spooling to %s "
                          "until it does", self.signal, truncate(reason, 160),
-                         self.spool.path if self.spool else "nowhere")
+                         self.spool.path)
 
     # --- the sender thread ------------------------------------------------------------
     def _run(self) -> None:
@@ -265,7 +266,6 @@ class SignalLink:
             try:
                 if time.monotonic() - last_rescan >= policy.rescan_every:
                     last_rescan = time.monotonic()
-                    assert self.spool is not None
                     self.spool.recover()
                     self.spool.scan()
                 retrying(self._drain)
@@ -280,7 +280,6 @@ class SignalLink:
 
     def _drain(self, deadline: float | None = None) -> bool:
         """Send pending segments oldest first; raise CollectorDown when it refuses."""
-        assert self.spool is not None
         while True:
             segments = self.spool.pending(self.signal)
             if not segments:
@@ -308,8 +307,7 @@ class SignalLink:
                 raise CollectorDown(str(exc)) from None
         self.down = False
 
-    def _send_segment(self, segment: Any, timeout: float) -> None:
-        assert self.spool is not None
+    def _send_segment(self, segment: Segment, timeout: float) -> None:
         claim = self.spool.claim(segment)
         if claim is None:
             return  # another process (or thread) took it
@@ -336,8 +334,6 @@ class SignalLink:
     # --- flush and close ---------------------------------------------------------------
     def flush(self, timeout: float) -> bool:
         """Send what is spooled for this signal, within ``timeout`` seconds."""
-        if self.spool is None:
-            return True
         try:
             return self._drain(deadline=time.monotonic() + timeout)
         except CollectorDown:
@@ -356,25 +352,16 @@ class SignalLink:
         self._urgent.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(max(0.0, min(1.0, deadline - time.monotonic())))
-        flushed = True
-        if self.spool is not None:
-            flushed = self.flush(max(0.0, deadline - time.monotonic()))
-            self.spool.release_own_claims()
+        flushed = self.flush(max(0.0, deadline - time.monotonic()))
+        self.spool.release_own_claims()
         try:
             self.sender.close()
         except Exception:
             pass
         return flushed
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> SpoolStatus:
         spool = self.spool
-        if spool is None:
-            return {"spooling": False, "spool_bytes": 0, "dropped": self.dropped,
-                    "segments": 0, "spool_dir": None}
-        return {
-            "spooling": self.down,
-            "spool_bytes": spool.bytes_of(self.signal),
-            "dropped": self.dropped + spool.dropped.get(self.signal, 0),
-            "segments": len(spool.pending(self.signal)),
-            "spool_dir": str(spool.path),
-        }
+        return SpoolStatus(spooling=self.down, spool_bytes=spool.bytes_of(self.signal),
+                           dropped=self.dropped + spool.dropped.get(self.signal, 0),
+                           segments=len(spool.pending(self.signal)), spool_dir=str(spool.path))

@@ -1,25 +1,13 @@
-"""The ``otelprod`` command: ``demo``, ``doctor`` and the features' own subcommands."""
+"""``otelprod demo``: a workload exercising every feature, shown in Jaeger or on the terminal."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import socket
-import sys
 import time
-from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
-
-#: Modules that add subcommands: each has ``register(subparsers)``, and the
-#: parsers it adds set ``func=callable(args) -> int``.
-COMMAND_MODULES: list[str] = [
-    "otelprod.error_handling._cli",
-    "otelprod._spool_cli",
-]
-
-_SENSITIVE_ENV = ("HEADERS", "TOKEN", "PASSWORD", "SECRET", "KEY")
 
 
 class _Progress:
@@ -44,8 +32,8 @@ def _reachable(url: str, timeout: float = 0.5) -> bool:
 
 
 def _traces_endpoint(args: argparse.Namespace) -> str:
-    from otelprod._exporters import resolve_targets
-    from otelprod._settings import load_settings
+    from otelprod._pipeline.exporters import resolve_targets
+    from otelprod._pipeline.settings import load_settings
 
     settings = load_settings(endpoint=args.endpoint, protocol=args.protocol)
     return resolve_targets(settings)["traces"].describe()
@@ -78,29 +66,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _masked_env() -> dict[str, str]:
-    out = {}
-    for key in sorted(os.environ):
-        if key.startswith(("OTEL_", "OTELPROD_")):
-            value = os.environ[key]
-            if any(word in key for word in _SENSITIVE_ENV):
-                value = "[REDACTED]"
-            out[key] = value
-    return out
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    from otelprod._doctor import run_doctor
-
-    return run_doctor(args.endpoint, args.protocol, timeout=args.timeout,
-                      env=_masked_env())
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="otelprod", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    demo = sub.add_parser("demo", help="run a demo workload that exercises every feature")
+def register(subparsers: Any) -> None:
+    demo = subparsers.add_parser("demo", help="run a demo workload that exercises every feature")
     demo.add_argument("--service-name", default="otelprod-demo")
     demo.add_argument("--endpoint", help="OTLP endpoint (default: OTEL_EXPORTER_OTLP_ENDPOINT)")
     demo.add_argument("--protocol", choices=["grpc", "http/protobuf"])
@@ -109,24 +76,3 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--scene", action="append",
                       help="run only this scene module (repeatable)")
     demo.set_defaults(func=cmd_demo)
-
-    doctor = sub.add_parser("doctor", help="show the effective configuration and check the "
-                                           "collector for each signal")
-    doctor.add_argument("--endpoint")
-    doctor.add_argument("--protocol", choices=["grpc", "http/protobuf"])
-    doctor.add_argument("--timeout", type=float, default=3.0)
-    doctor.set_defaults(func=cmd_doctor)
-
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    result: Any = args.func(args)
-    return int(result or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

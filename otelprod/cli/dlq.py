@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from otelprod.error_handling._dlq import DeadLetterQueue, dead_letter_queue
+from otelprod.error_handling import DeadLetterQueue, dead_letter_queue
 
 
 def _queue(args: argparse.Namespace) -> DeadLetterQueue:

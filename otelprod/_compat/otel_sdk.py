@@ -1,0 +1,169 @@
+"""Every private part of the OpenTelemetry SDK and OTLP exporters that otelprod uses.
+
+An SDK minor release may rename any of these; this module is the one place
+that says which ones otelprod relies on and why, and ``tests/test_compat.py``
+checks each against the installed version. A missing one raises
+:class:`MissingInternal`, which names the package, the class and the
+attribute. What the SDK offers publicly is used instead wherever it exists.
+
+* **Replaying the spool.** The spool keeps the encoded bytes of OTLP export
+  requests and sends them later through the SDK exporter's own connection,
+  so every ``OTEL_EXPORTER_OTLP_*`` setting (endpoint, headers, TLS,
+  compression) applies exactly as to a live export. The exporters have no
+  public way to send bytes: the gRPC exporter's channel, metadata, retryable
+  codes and reconnect, and the HTTP exporter's client, are private. (The HTTP
+  exporter's public ``session=`` parameter hands over the TLS settings only;
+  the endpoint, headers and compression it resolved from the variables stay
+  on the private client.) The log encoder is the private ``_log_encoder``
+  module, while the span and metric encoders are public.
+* **A fork-safe metric exporter** must announce the temporality and
+  aggregation the real OTLP exporter prefers (resolved from
+  ``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE``); the SDK keeps them
+  in private attributes.
+* **After a fork.** The SDK renews ``service.instance.id`` in a forked child
+  but not ``process.pid`` (only the opt-in process detector is re-run), and
+  a child must not re-export the parent's counts: the providers'
+  ``_update_resource`` and the meter provider's measurement consumer and
+  reader storages are private.
+
+The logs SDK itself lives in ``opentelemetry.sdk._logs`` by the SDK's own
+design (its public path while the logs signal is experimental) and is
+imported from there directly.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+
+class MissingInternal(AttributeError):
+    """An SDK internal otelprod relies on is gone (an SDK upgrade renamed it)."""
+
+    def __init__(self, owner: object, attribute: str, purpose: str) -> None:
+        kind = owner if isinstance(owner, type) else type(owner)
+        super().__init__(
+            f"{kind.__module__}.{kind.__qualname__} has no attribute {attribute!r}, which "
+            f"otelprod uses {purpose}: the installed OpenTelemetry SDK or exporter is not "
+            "one otelprod supports (see otelprod/_compat/otel_sdk.py)")
+        self.attribute = attribute
+
+
+def _get(obj: object, attribute: str, purpose: str) -> Any:
+    try:
+        return getattr(obj, attribute)
+    except AttributeError:
+        raise MissingInternal(obj, attribute, purpose) from None
+
+
+# --- the gRPC exporter: replaying spooled bytes over its channel -------------------------
+_GRPC = "to replay the spool over the gRPC exporter's connection"
+
+
+def is_grpc_exporter(exporter: object) -> bool:
+    """Whether ``exporter`` is an SDK OTLP/gRPC exporter (else an HTTP one)."""
+    return hasattr(exporter, "_initialize_channel_and_stub")
+
+
+def grpc_channel(exporter: object) -> Any:
+    """The exporter's current ``grpc.Channel`` (it builds a new one on reconnect)."""
+    return _get(exporter, "_channel", _GRPC)
+
+
+def grpc_metadata(exporter: object) -> tuple[tuple[str, str], ...] | None:
+    """The request metadata (headers) the exporter sends, or None."""
+    headers = _get(exporter, "_headers", _GRPC)
+    return tuple(headers or ()) or None
+
+
+def grpc_retryable(exporter: object, code: Any) -> bool:
+    """Whether the exporter would retry a call that failed with ``code``."""
+    return code in _get(exporter, "_retryable_error_codes", _GRPC)
+
+
+def grpc_reconnect(exporter: object) -> None:
+    """Close the channel and open a new one, as the exporter does after UNAVAILABLE.
+
+    A new channel skips gRPC's reconnect backoff (up to two minutes), so the
+    first probe after the collector is back gets through.
+    """
+    try:
+        grpc_channel(exporter).close()
+    except MissingInternal:
+        raise
+    except Exception:
+        pass
+    _get(exporter, "_initialize_channel_and_stub", _GRPC)()
+
+
+# --- the HTTP exporter: posting spooled bytes with its client ------------------------------
+_HTTP = "to replay the spool with the HTTP exporter's client"
+
+
+def http_post(exporter: object, data: bytes, timeout: float) -> tuple[int | None, Any]:
+    """POST ``data`` (an encoded export request) once; (status code or None, error).
+
+    The exporter's client compresses as configured and sends to the resolved
+    endpoint with the resolved headers and TLS settings, retrying a stale
+    pooled connection once, as a live export does.
+    """
+    client = _get(exporter, "_client", _HTTP)
+    result = _get(client, "_submit", _HTTP)(_get(client, "_compress", _HTTP)(data), timeout)
+    return result.status_code, result.error
+
+
+def encode_logs(batch: Sequence[Any]) -> Any:
+    """The ``ExportLogsServiceRequest`` of ``batch`` (the SDK's private log encoder)."""
+    from opentelemetry.exporter.otlp.proto.common import _log_encoder
+
+    encode = _get(_log_encoder, "encode_logs", "to encode log records for the spool")
+    return encode(batch)
+
+
+# --- metric exporters ------------------------------------------------------------------------
+def metric_preferences(exporter: object) -> tuple[Any, Any]:
+    """The (temporality, aggregation) preferences of an SDK metric exporter."""
+    purpose = "to give the fork-safe metric exporter the real exporter's preferences"
+    return (_get(exporter, "_preferred_temporality", purpose),
+            _get(exporter, "_preferred_aggregation", purpose))
+
+
+# --- after a fork --------------------------------------------------------------------------
+def update_resource(provider: object, resource: Any) -> None:
+    """Merge ``resource`` into an SDK provider's resource (and its tracers'/loggers')."""
+    _get(provider, "_update_resource", "to renew process.pid in a forked child")(resource)
+
+
+def reset_metric_state(meter_provider: object) -> bool:
+    """Forget every aggregation of an SDK ``MeterProvider``; False if it is not one.
+
+    Each metric reader gets fresh storage (instruments and observable callbacks
+    live outside it and are kept), and the locks a parent's thread may have
+    held at fork are new ones.
+    """
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    if not isinstance(meter_provider, MeterProvider):
+        return False
+    from opentelemetry.sdk.metrics._internal import metric_reader_storage
+
+    purpose = "to start a forked child's metrics from zero"
+    consumer = _get(meter_provider, "_measurement_consumer", purpose)
+    config = _get(meter_provider, "_sdk_config", purpose)
+    storage_class = _get(metric_reader_storage, "MetricReaderStorage", purpose)
+    takes_limit = "instrument_class_cardinality_limit" in inspect.signature(
+        storage_class).parameters
+    fresh = {}
+    for reader in _get(consumer, "_reader_storages", purpose):
+        args = [config, _get(reader, "_instrument_class_temporality", purpose),
+                _get(reader, "_instrument_class_aggregation", purpose)]
+        if takes_limit:
+            args.append(getattr(reader, "_instrument_class_cardinality_limit", {}))
+        fresh[reader] = storage_class(*args)
+        if hasattr(reader, "_export_lock"):  # held if the parent was exporting at fork
+            reader._export_lock = threading.Lock()
+    consumer._lock = threading.Lock()
+    consumer._reader_storages = fresh
+    return True

@@ -1,0 +1,223 @@
+"""Installing the tracer, meter and logger providers, and taking them down again.
+
+:func:`install` builds a provider per signal with its processors and views
+(or reuses the SDK providers another tool installed), behind the scrubbing
+processors, exporting OTLP through the fork-safe spooling exporters or to the
+terminal, and bridges stdlib ``logging`` to the logger provider.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import _logs, metrics, trace
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
+from opentelemetry.sdk.metrics import Histogram, MeterProvider
+from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from otelprod import semconv
+from otelprod._pipeline.exporters import Exporters, build_otlp_exporters
+from otelprod._pipeline.scrubbing import ScrubbingLogRecordProcessor, ScrubbingSpanExporter
+from otelprod._pipeline.settings import Settings
+from otelprod._pipeline.status import ExportStatus, prime_export_metrics
+
+_log = logging.getLogger("otelprod.bootstrap")
+
+#: Loggers whose records never go to the OTel log bridge: the export path's own
+#: chatter would otherwise feed itself (a failing export logs, the log is
+#: exported, that export fails and logs again).
+_PLUMBING_LOGGERS = ("opentelemetry", "grpc", "urllib3", "requests", "otelprod._pipeline")
+
+
+class PipelineMode(str, enum.Enum):
+    """Where the telemetry goes."""
+
+    OTLP = "otlp"  # to a collector, with the disk spool behind the exporters
+    CONSOLE = "console"  # rendered on the terminal
+    REUSED = "reused"  # every signal's provider is another tool's
+    DISABLED = "disabled"  # OTEL_SDK_DISABLED: nothing is installed
+
+
+@dataclass
+class Pipeline:
+    """What init() installed, and how to take it down again."""
+
+    settings: Settings
+    resource: Resource
+    mode: PipelineMode
+    tracer_provider: TracerProvider | None = None
+    meter_provider: MeterProvider | None = None
+    logger_provider: LoggerProvider | None = None
+    exporters: Exporters | None = None
+    log_handler: logging.Handler | None = None
+    owned: list[str] = field(default_factory=list)  # signals whose providers we installed
+
+    def export_status(self) -> ExportStatus:
+        """How the export is going, for the status report and the exporter health check."""
+        if self.exporters is None:
+            return ExportStatus(enabled=self.mode is not PipelineMode.DISABLED,
+                                mode=self.mode.value,
+                                connected=True if self.mode is PipelineMode.CONSOLE else None)
+        return ExportStatus.of_signals(self.mode.value, {
+            signal: self.exporters.signal_status(signal) for signal in semconv.Signal.ALL})
+
+    def shutdown(self, deadline: float) -> bool:
+        """Flush and stop the providers we installed by ``deadline`` (monotonic).
+
+        Runs in the calling thread: at interpreter exit Python 3.12+ refuses to
+        start threads. The exporters are told the deadline, so no send outlasts
+        it; what is left then goes to the disk spool. False when something was
+        not flushed, or not by the deadline.
+        """
+        if self.exporters is not None:
+            self.exporters.set_deadline(deadline)
+        if self.log_handler is not None:
+            logging.getLogger().removeHandler(self.log_handler)
+        providers: dict[str, Any] = {"traces": self.tracer_provider,
+                                     "metrics": self.meter_provider,
+                                     "logs": self.logger_provider}
+        flushed = True
+        for signal in self.owned:
+            flushed = _flush_then_stop(providers[signal], deadline) and flushed
+        return flushed and time.monotonic() <= deadline
+
+
+def sdk_disabled() -> bool:
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+
+
+def _views() -> list[View]:
+    # Durations are in seconds: give them buckets meant for seconds.
+    return [View(instrument_type=Histogram, instrument_unit="s",
+                 aggregation=ExplicitBucketHistogramAggregation(
+                     list(semconv.DURATION_BUCKETS_S)))]
+
+
+def install(settings: Settings, resource: Resource) -> Pipeline:
+    """Install the providers of every signal (reusing the SDK providers already set)."""
+    if sdk_disabled():
+        return Pipeline(settings, resource, PipelineMode.DISABLED)
+
+    tracer_provider = trace.get_tracer_provider()
+    meter_provider = metrics.get_meter_provider()
+    logger_provider = _logs.get_logger_provider()
+    theirs = {  # SDK providers another tool installed: reuse them, build nothing for them
+        "traces": isinstance(tracer_provider, TracerProvider),
+        "metrics": isinstance(meter_provider, MeterProvider),
+        "logs": isinstance(logger_provider, LoggerProvider),
+    }
+    exporters = None
+    span_exporter: SpanExporter
+    metric_exporter: MetricExporter
+    log_exporter: LogRecordExporter
+    if all(theirs.values()):
+        mode = PipelineMode.REUSED
+    elif settings.console:
+        from otelprod._pipeline.console import (
+            ConsoleLogExporter,
+            ConsoleMetricExporter,
+            ConsoleSpanExporter,
+        )
+        span_exporter, metric_exporter, log_exporter = (
+            ConsoleSpanExporter(), ConsoleMetricExporter(), ConsoleLogExporter())
+        mode = PipelineMode.CONSOLE
+    else:
+        exporters = build_otlp_exporters(settings)
+        span_exporter, metric_exporter, log_exporter = (
+            exporters.traces, exporters.metrics, exporters.logs)
+        mode = PipelineMode.OTLP
+
+    pipeline = Pipeline(settings, resource, mode, exporters=exporters)
+
+    if isinstance(tracer_provider, TracerProvider):
+        pipeline.tracer_provider = tracer_provider
+    else:
+        # the sampler comes from OTEL_TRACES_SAMPLER, read by the SDK
+        tp = TracerProvider(resource=resource, shutdown_on_exit=False)
+        tp.add_span_processor(BatchSpanProcessor(ScrubbingSpanExporter(span_exporter)))
+        trace.set_tracer_provider(tp)
+        pipeline.tracer_provider = tp
+        pipeline.owned.append("traces")
+
+    if isinstance(meter_provider, MeterProvider):
+        pipeline.meter_provider = meter_provider
+    else:
+        reader = PeriodicExportingMetricReader(metric_exporter)  # OTEL_METRIC_EXPORT_INTERVAL
+        mp = MeterProvider(resource=resource, metric_readers=[reader], views=_views(),
+                           shutdown_on_exit=False)
+        metrics.set_meter_provider(mp)
+        pipeline.meter_provider = mp
+        pipeline.owned.append("metrics")
+
+    if isinstance(logger_provider, LoggerProvider):
+        pipeline.logger_provider = logger_provider
+    else:
+        lp = LoggerProvider(resource=resource, shutdown_on_exit=False)
+        lp.add_log_record_processor(ScrubbingLogRecordProcessor())
+        lp.add_log_record_processor(BatchLogRecordProcessor(log_exporter))
+        _logs.set_logger_provider(lp)
+        pipeline.logger_provider = lp
+        pipeline.owned.append("logs")
+
+    if exporters is not None and "metrics" in pipeline.owned:
+        prime_export_metrics()
+    if any(theirs.values()):
+        _log.info("otelprod: reusing the SDK providers already installed for %s",
+                  ", ".join(s for s in semconv.Signal.ALL if s not in pipeline.owned))
+    pipeline.log_handler = bridge_logging(pipeline.logger_provider, settings)
+    return pipeline
+
+
+def _is_plumbing(record: logging.LogRecord) -> bool:
+    return record.name.startswith(_PLUMBING_LOGGERS)
+
+
+def bridge_logging(logger_provider: LoggerProvider, settings: Settings) -> logging.Handler:
+    """Send stdlib ``logging`` records to the OTel logger provider, with trace context."""
+    from opentelemetry.instrumentation.logging.handler import LoggingHandler
+
+    from otelprod.structured_logging import ContextFilter
+
+    class BridgeHandler(LoggingHandler):
+        def flush(self) -> None:
+            """Nothing to do: shutdown() flushes the provider. (The contrib handler's
+            flush starts a thread, which Python 3.12+ refuses at exit, when
+            ``logging.shutdown`` flushes every handler.)"""
+
+    handler = BridgeHandler(logger_provider=logger_provider)
+    handler.addFilter(lambda record: not _is_plumbing(record))
+    handler.addFilter(ContextFilter())  # set_context() fields reach plain logging records too
+    root = logging.getLogger()
+    level = logging.getLevelName(settings.log_level.upper())
+    if isinstance(level, int):
+        handler.setLevel(level)
+        # Lower the root level only when nothing else handles records, so an
+        # application's own handlers never start printing what they did not.
+        if not root.handlers and root.level > level:
+            root.setLevel(level)
+    root.addHandler(handler)
+    return handler
+
+
+def _flush_then_stop(provider: Any, deadline: float) -> bool:
+    """Export what ``provider`` holds and shut it down; False when that failed."""
+    millis = max(1, int((deadline - time.monotonic()) * 1000))
+    try:
+        if isinstance(provider, MeterProvider):
+            provider.shutdown(timeout_millis=millis)  # its shutdown collects a last time
+            return True
+        flushed = bool(provider.force_flush(millis))
+        provider.shutdown()
+        return flushed
+    except Exception:
+        return False
