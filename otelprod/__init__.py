@@ -16,6 +16,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from otelprod import _telemetry
+
 if TYPE_CHECKING:
     from otelprod._init import init, shutdown
     from otelprod.config_manager import get_config
@@ -76,6 +78,16 @@ _EXPORTS: dict[str, str] = {
     "get_config": "otelprod.config_manager",
     "ConfigurationError": "otelprod.errors",
 }
+
+
+def _start_pipeline(service_name: str) -> object:
+    from otelprod._init import init as start
+
+    return start(service_name=service_name)
+
+
+# initialize_observability() without init() starts the pipeline through this
+_telemetry.set_pipeline_starter(_start_pipeline)
 
 
 def __getattr__(name: str) -> Any:

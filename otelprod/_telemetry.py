@@ -9,6 +9,7 @@ proxies until a provider is set, so instruments may be created at import time.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -74,3 +75,29 @@ def truncate(value: Any, limit: int = 120) -> str:
     """A short, printable excerpt for telemetry; never the raw value in full."""
     text = value if isinstance(value, str) else repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- a real pipeline on request ------------------------------------------------------------
+#: Starts otelprod's pipeline for a service name. The package's front door sets it
+#: (to a lazy ``otelprod.init``): the features may ask for it, never import it.
+_pipeline_starter: Callable[[str], object] | None = None
+
+
+def set_pipeline_starter(starter: Callable[[str], object]) -> None:
+    global _pipeline_starter
+    _pipeline_starter = starter
+
+
+def ensure_pipeline(service_name: str) -> None:
+    """Start otelprod's pipeline for ``service_name`` unless a tracer provider is set.
+
+    With one installed (ours, or another tool's SDK), nothing changes: it is used.
+    """
+    global _pipeline_starter
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return  # the user turned telemetry off
+    starter, _pipeline_starter = _pipeline_starter, None  # once, and never re-entered
+    if starter is not None:
+        safely("starting otelprod's pipeline", starter, service_name)

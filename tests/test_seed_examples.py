@@ -13,12 +13,13 @@ uses without importing them.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED, python_env, run_python
+from tests.conftest import SHARED, python_env, run_python, seed_example
 from tests.otlp_receiver import OTLPReceiver
 
 SEED = SHARED / "seed" / "production-features.md"
@@ -130,3 +131,49 @@ otelprod.shutdown(timeout=5)
             if "fetch_twitter_data" in code:
                 assert "fetch_twitter_data" in {s["name"] for s in spans}
                 assert all(s["resource"]["service.name"] == "TGE_Monitor" for s in spans)
+
+
+def test_the_structured_logging_example_alone_has_trace_ids_in_its_lines(tmp_path: Path) -> None:
+    """Run on its own (no otelprod.init()): initialize_observability starts tracing, so
+    the JSON lines written inside trace_request carry the seed's trace_id and span_id."""
+    code = seed_example("Structured Logging and Observability / Usage") + (
+        "\nfrom otelprod.structured_logging import flush_logging\nflush_logging()\n")
+    with OTLPReceiver() as receiver:
+        env = python_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+                         OTEL_EXPORTER_OTLP_PROTOCOL="grpc")
+        result = run_python(code, env=env, cwd=tmp_path, timeout=120)
+        assert result.returncode == 0, result.stderr
+        receiver.wait_for(lambda r: "process_data" in {s["name"] for s in r.spans()})
+        (span,) = [s for s in receiver.spans() if s["name"] == "process_data"]
+    lines = [json.loads(line) for line in
+             (tmp_path / "logs" / "app.log").read_text().splitlines()]
+    inside = [line for line in lines if line["message"].startswith(("Starting data", "Data"))]
+    assert len(inside) == 2, lines
+    for line in inside:
+        assert line["trace_id"] == span["trace_id"] and re.fullmatch(r"[0-9a-f]{32}",
+                                                                      line["trace_id"])
+        assert re.fullmatch(r"[0-9a-f]{16}", line["span_id"])
+
+
+def test_initialize_observability_uses_a_tracer_provider_already_installed() -> None:
+    code = """
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+
+    from otelprod.production_integration import get_production_system
+    from otelprod.structured_logging import initialize_observability
+    obs = initialize_observability("mine")
+    with obs.trace_request("work"):
+        pass
+    assert trace.get_tracer_provider() is provider
+    assert get_production_system() is None, "otelprod started a pipeline of its own"
+    assert [s.name for s in exporter.get_finished_spans()] == ["work"]
+    """
+    result = run_python(code, env=python_env())
+    assert result.returncode == 0, result.stderr

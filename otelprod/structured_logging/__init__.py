@@ -27,6 +27,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from otelprod._telemetry import ensure_pipeline
 from otelprod.structured_logging._context import (
     ContextFilter,
     bound_context,
@@ -124,6 +125,13 @@ def initialize_observability(name: str = DEFAULT_NAME, **options: Any) -> Observ
     Calling it again with the same name returns the existing system; with
     another name, a new one replaces it.
     """
+    # The seed's log format has trace ids: with no tracer provider installed yet,
+    # otelprod's pipeline starts for this service (with one, it is used as it is).
+    ensure_pipeline(name)
+    return _named_system(name, options)
+
+
+def _named_system(name: str, options: dict[str, Any]) -> ObservabilitySystem:
     global _system
     with _system_lock:
         if _system is None or _system.name != name or options:
@@ -134,7 +142,7 @@ def initialize_observability(name: str = DEFAULT_NAME, **options: Any) -> Observ
 def get_observability_system() -> ObservabilitySystem:
     """The process-wide system (a default one is created on first use)."""
     system = _system
-    return system if system is not None else initialize_observability()
+    return system if system is not None else _named_system(DEFAULT_NAME, {})
 
 
 def get_logger(name: str) -> StructuredLogger:
