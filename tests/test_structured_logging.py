@@ -112,9 +112,12 @@ from otelprod.structured_logging import flush_logging
 flush_logging()
 print("REPORT", json.dumps(report))
 """
-    result = run_python(SEED_LOGGING + check, env=python_env(), cwd=tmp_path)
+    with OTLPReceiver() as receiver:  # on its own, the example starts otelprod's pipeline
+        env = python_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+                         OTEL_EXPORTER_OTLP_PROTOCOL="grpc")
+        result = run_python(SEED_LOGGING + check, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout.split("REPORT ", 1)[1])
+    report = json.loads(result.stdout.split("REPORT ", 1)[1].splitlines()[0])
     assert report["process_data"]["count"] == 1
     assert report["process_data"]["success_rate"] == 1.0
 
