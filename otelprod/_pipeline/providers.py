@@ -26,6 +26,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from otelprod import semconv
+from otelprod._pipeline import stderr
 from otelprod._pipeline.exporters import Exporters, build_otlp_exporters
 from otelprod._pipeline.scrubbing import ScrubbingLogRecordProcessor, ScrubbingSpanExporter
 from otelprod._pipeline.settings import Settings
@@ -60,6 +61,7 @@ class Pipeline:
     logger_provider: LoggerProvider | None = None
     exporters: Exporters | None = None
     log_handler: logging.Handler | None = None
+    stderr_handler: stderr.PersonHandler | None = None  # otelprod's warnings for a person
     owned: list[str] = field(default_factory=list)  # signals whose providers we installed
 
     def export_status(self) -> ExportStatus:
@@ -89,6 +91,8 @@ class Pipeline:
         flushed = True
         for signal in self.owned:
             flushed = _flush_then_stop(providers[signal], deadline) and flushed
+        if self.stderr_handler is not None:  # last: what the flush said reached a person
+            stderr.uninstall(self.stderr_handler)
         return flushed and time.monotonic() <= deadline
 
 
@@ -175,6 +179,8 @@ def install(settings: Settings, resource: Resource) -> Pipeline:
         _log.info("otelprod: reusing the SDK providers already installed for %s",
                   ", ".join(s for s in semconv.Signal.ALL if s not in pipeline.owned))
     pipeline.log_handler = bridge_logging(pipeline.logger_provider, settings)
+    bridge = pipeline.log_handler
+    pipeline.stderr_handler = stderr.install(ours=lambda handler: handler is bridge)
     return pipeline
 
 
