@@ -345,3 +345,23 @@ def test_a_forked_worker_keeps_its_periodic_checks_and_no_dead_runs() -> None:
     result = run_python(FORK)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "child exit 0"
+
+
+def test_a_check_due_while_the_process_exits_is_unknown_not_an_error(
+        checker: HealthChecker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At interpreter exit Python 3.12+ starts no thread: a check that comes due then
+    (the background runner keeps going until shutdown stops it) is not run, says why,
+    and raises nothing."""
+    ran = []
+    checker.register_check("late", lambda: ran.append(1) or True)
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    result = checker.run_check("late")
+    assert result.status is HealthStatus.UNKNOWN
+    assert "exiting" in result.message
+    monkeypatch.undo()
+    assert checker.run_check("late").status is HealthStatus.HEALTHY  # later runs are normal
+    assert ran == [1]

@@ -26,7 +26,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 
 from otelprod import _forks, _telemetry, semconv
 from otelprod.monitoring._model import STATUS_RANK, HealthCheckResult, HealthStatus
-from otelprod.monitoring._pool import DaemonPool
+from otelprod.monitoring._pool import DaemonPool, PoolUnavailable
 
 _log = logging.getLogger("otelprod.monitoring")
 
@@ -203,7 +203,12 @@ class HealthChecker:
         with check.lock:
             if check.inflight is None or check.inflight.done():
                 check.inflight_since = self._clock()
-                check.inflight = self._pool.submit(lambda: self._call(check))
+                try:
+                    check.inflight = self._pool.submit(lambda: self._call(check))
+                except PoolUnavailable:  # at interpreter exit: the check cannot run now
+                    check.inflight = Future()
+                    check.inflight.set_result(HealthCheckResult(
+                        check.name, HealthStatus.UNKNOWN, "not run: the process is exiting"))
             return check.inflight, check.inflight_since
 
     def _wait(self, check: _Check, future: Future[HealthCheckResult], since: float,

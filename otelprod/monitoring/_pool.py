@@ -17,6 +17,10 @@ from otelprod import _forks
 
 T = TypeVar("T")
 
+class PoolUnavailable(RuntimeError):
+    """No worker can be started (the interpreter is shutting down): the work did not run."""
+
+
 class DaemonPool:
     def __init__(self, max_workers: int, name: str) -> None:
         if max_workers < 1:
@@ -40,8 +44,15 @@ class DaemonPool:
             if spawn:
                 self._threads += 1
         if spawn:
-            threading.Thread(target=self._work, daemon=True,
-                             name=f"{self.name}-{self._threads}").start()
+            worker = threading.Thread(target=self._work, daemon=True,
+                                      name=f"{self.name}-{self._threads}")
+            try:
+                worker.start()
+            except RuntimeError as exc:  # interpreter exit: Python 3.12+ starts no thread
+                with self._lock:
+                    self._threads -= 1
+                future.cancel()  # a worker still running skips it
+                raise PoolUnavailable(f"{self.name}: cannot start a worker ({exc})") from None
         return future
 
     def _work(self) -> None:
