@@ -14,7 +14,6 @@ import html
 import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import unquote
 
@@ -31,6 +30,10 @@ _BACKSLASH_RUN = re.compile(r"\\{2,}")
 _UTF7_CHUNK = re.compile(r"\+(A[A-Za-z0-9/]{1,7})-?")  # markup characters all encode as +A…
 _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _URL_INVISIBLE = re.compile(r"[\x00-\x1f\x7f\\]")
+# the same sets as bytes, for the check of ASCII text (``bytes.translate`` runs at memory
+# speed; a regex character class costs about ten nanoseconds a character)
+_CONTROL_BYTES = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+_URL_INVISIBLE_BYTES = bytes([*range(0x20), 0x7F, ord("\\")])
 _EXEC_COMMENT = re.compile(r"/\*!?\d{0,6}")
 _SPLIT_WORD = re.compile(r"\w/\*[^*]{0,64}\*/\w")
 _CDATA = re.compile(r"<!\[cdata\[|\]\]>")
@@ -43,6 +46,8 @@ def to_text(value: Any) -> tuple[str, list[str]]:
     replacement, lone surrogates are replaced, anything else goes through
     ``str()``.
     """
+    if type(value) is str and value.isascii():  # the common case; ASCII has no surrogates
+        return value, []
     problems: list[str] = []
     if value is None:
         return "", ["value is None"]
@@ -106,15 +111,21 @@ def _decode_once(text: str) -> str:
 
 def deep_decode(text: str) -> str:
     """Peel encodings until nothing changes (at most ``MAX_DECODE_ROUNDS`` times)."""
+    if "%" in text or "&" in text or "\\" in text or "+" in text:  # else nothing to peel
+        text = _peel(text)
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    return text
+
+
+def _peel(text: str) -> str:
     for _ in range(MAX_DECODE_ROUNDS):
         decoded = _decode_once(text)
         if decoded == text:
             break
         text = decoded
-    if "\x00" in text:
-        text = text.replace("\x00", "")
-    if not text.isascii():
-        text = unicodedata.normalize("NFKC", text)
     return text
 
 
@@ -180,12 +191,40 @@ class _lazy(Generic[_T]):
         return value
 
 
-@dataclass
-class Prepared:
-    """One input, decoded once and viewed the ways the detectors need."""
+# What precedes a call, read on the reversed text: there the regex engine jumps from one
+# literal "(" to the next instead of trying every letter as the start of a name.
+_NAME_BEFORE_PAREN_REVERSED = re.compile(r"\(\s*([\w$]+)")
+_NO_NAMES: frozenset[str] = frozenset()
 
-    raw: str
-    problems: list[str]
+
+def called_names(text: str) -> frozenset[str]:
+    """The names written right before an opening parenthesis: ``sleep`` for ``sleep (5)``,
+    ``alert`` for ``x.alert(1)`` (the last part of a dotted name)."""
+    if "(" not in text:
+        return _NO_NAMES
+    # names hold no space: reversed back all at once, joined by spaces
+    reversed_names = " ".join(_NAME_BEFORE_PAREN_REVERSED.findall(text[::-1]))
+    return frozenset(reversed_names[::-1].split())
+
+
+def _holds(text: str, ascii_set: bytes, pattern: re.Pattern[str]) -> bool:
+    """Whether ``text`` holds a character of ``pattern`` (a class; ``ascii_set`` the same)."""
+    if text.isascii():
+        return len(text.encode("ascii").translate(None, ascii_set)) != len(text)
+    return pattern.search(text) is not None
+
+
+class Prepared:
+    """One input, decoded once and viewed the ways the detectors need.
+
+    ``decode=False``: the value is already what a browser or database would see.
+    """
+
+    def __init__(self, raw: str, problems: list[str], *, decode: bool = True) -> None:
+        self.raw = raw
+        self.problems = problems
+        if not decode:
+            self.decoded = raw
 
     @_lazy
     def decoded(self) -> str:
@@ -199,16 +238,26 @@ class Prepared:
     def compact(self) -> str:
         """What a URL parser or CSS tokenizer sees: controls, backslashes and comments gone."""
         text = strip_block_comments(self.lower, "")
-        text = _URL_INVISIBLE.sub("", text)
+        if _holds(text, _URL_INVISIBLE_BYTES, _URL_INVISIBLE):
+            text = _URL_INVISIBLE.sub("", text)
         if "cdata" in text:
             text = _CDATA.sub("", text)
         return text
 
     @_lazy
+    def calls(self) -> frozenset[str]:
+        """``called_names`` of ``lower``."""
+        return called_names(self.lower)
+
+    def calls_in(self, view: str) -> frozenset[str]:
+        """``called_names`` of one of the views, shared with ``calls`` when it is ``lower``."""
+        return self.calls if view is self.lower else called_names(view)
+
+    @_lazy
     def sql_text(self) -> str:
         """What the SQL tokenizer reads: lower-cased, control characters as spaces."""
         low = self.lower
-        return _CONTROLS.sub(" ", low) if _CONTROLS.search(low) else low
+        return _CONTROLS.sub(" ", low) if _holds(low, _CONTROL_BYTES, _CONTROLS) else low
 
     @property
     def form_encoded(self) -> bool:
@@ -219,7 +268,7 @@ class Prepared:
     def form_text(self) -> str:
         """``sql_text`` of the input read as a form field: ``+`` is a space, ``%2B`` a plus."""
         low = deep_decode(self.raw.replace("+", " ")).lower()
-        return _CONTROLS.sub(" ", low) if _CONTROLS.search(low) else low
+        return _CONTROLS.sub(" ", low) if _holds(low, _CONTROL_BYTES, _CONTROLS) else low
 
     @_lazy
     def sql_variants(self) -> tuple[str, ...]:
@@ -229,8 +278,9 @@ class Prepared:
         line comments that a newline ends removed; and for form-encoded input
         (``+`` and no space anywhere) a view with ``+`` read as a space.
         """
-        low = _CONTROLS.sub(" ", self.lower)
-        low = strip_line_comments(low)
+        low = strip_line_comments(self.sql_text)
+        if "/*" not in low and not self.form_encoded:
+            return (low,)
         bases = [low]
         if "+" in low and " " not in self.raw:
             bases.append(low.replace("+", " "))

@@ -24,7 +24,7 @@ from typing import Any
 
 from otelprod.validation._decode import Prepared, prepare
 from otelprod.validation._result import Finding
-from otelprod.validation._rules import Gate, excerpt, passes
+from otelprod.validation._rules import GatedRules, excerpt
 from otelprod.validation._sqltokens import fingerprint
 
 # --- shapes over fingerprints (classes are listed in _sqltokens) ---------------------------
@@ -113,22 +113,41 @@ _BARE_START = re.compile(
     r"|(?:select|union|case|order|group|and|or|xor|not|insert|update|delete|drop|exec|execute"
     r"|declare|waitfor|shutdown|create|truncate|alter|having|limit|where|procedure|into|from"
     r"|binary)\b"
-    r"|[\w$.\x60\[\]]+\s*(?:[()=<>!;|&^%*/+-]|#|" + _KEYWORD_AFTER_VALUE + "))"
+    # a name, then an operator (not the hyphen of ``e-mail``, ``bpo-1234``) or a keyword
+    r"|[\w$.\x60\[\]]+(?:\s*(?:[()=<>!;|&^%*/+]|-(?![a-z0-9])|#)|\s+" + _KEYWORD_AFTER_VALUE
+    + "))"
 )
 _AFTER_QUOTE = re.compile(
-    r"[\s)]*(?:[-+*/%^|&=<>!~;#('\"]"
+    # (not the markup of ``"><script>``: a tag after the quote)
+    r"[\s)]*(?:[-+*/%^|&=!~;#('\"]|<(?![a-z/!?])|>(?!\s*<)"
     r"|(?:select|insert|update|delete|drop|exec|execute|declare|waitfor|shutdown|create|begin"
     r"|binary|collate|case)\b|" + _KEYWORD_AFTER_VALUE + ")"
 )
+
+
+def _combined(shapes: list[_Shape]) -> tuple[re.Pattern[str], dict[str, _Shape]]:
+    """One pattern for a list of shapes, so a reading costs one search, not one per shape.
+
+    The leftmost match wins and, at one position, the earliest shape: most shapes are
+    anchored at the start, where they are tried in their order.
+    """
+    names = {f"s{i}": shape for i, shape in enumerate(shapes)}
+    pattern = "|".join(f"(?P<{name}>{shape[1].pattern})" for name, shape in names.items())
+    return re.compile(pattern), names
+
+
+_QUOTED_ANY, _QUOTED_NAMES = _combined(_QUOTED)
+_BARE_ANY, _BARE_NAMES = _combined(_BARE)
 
 
 def _shape(text: str) -> Finding | None:
     """The first shape any reading of ``text`` (lower-cased) takes, or None."""
     if _BARE_START.match(text):
         fp = fingerprint(text)
-        for rule, pattern, message in _BARE:
-            if pattern.search(fp):
-                return Finding("sqli", rule, message, text[:80])
+        match = _BARE_ANY.search(fp)
+        if match:
+            rule, _, message = _BARE_NAMES[match.lastgroup or ""]
+            return Finding("sqli", rule, message, text[:80])
         if _BARE_COMMENT_FP.fullmatch(fp) and _BARE_COMMENT_TEXT.fullmatch(text):
             return Finding("sqli", "sqli.comment_breakout",
                            "value followed by a comment that cuts off the query", text[:80])
@@ -137,9 +156,10 @@ def _shape(text: str) -> Finding | None:
         if at < 0 or not _AFTER_QUOTE.match(text, at + 1):
             continue
         fp = fingerprint(text, at + 1)
-        for rule, pattern, message in _QUOTED:
-            if pattern.search(fp):
-                return Finding("sqli", rule, message, text[at : at + 80])
+        match = _QUOTED_ANY.search(fp)
+        if match:
+            rule, _, message = _QUOTED_NAMES[match.lastgroup or ""]
+            return Finding("sqli", rule, message, text[at : at + 80])
         after_value = (_VALUE_PREFIX.fullmatch(text, 0, at) if at
                        else _OPERATOR_NEXT.match(text, 1))
         # the application's closing quote must end a literal the input reopened
@@ -165,10 +185,28 @@ def _shape(text: str) -> Finding | None:
 # --- regular expressions over the whole decoded text ---------------------------------------
 
 _DANGEROUS = "database function or catalogue an application has no reason to receive"
+_CATALOGUES = (
+    r"(?:information_schema|sqlite_master|sysobjects|syscolumns|sysusers|syslogins|sysdatabases"
+    r"|mysql\.user|pg_shadow|pg_catalog|all_tables|user_tables|all_tab_columns|user_tab_columns"
+    r"|all_users|dba_users|pg_group|pg_roles|pg_authid|pg_user|pg_database|pg_stat_activity"
+    r"|sys\.\w|master\.)"
+)
+# lookbehinds for "{word} right after a closing quote or parenthesis (and up to two spaces)"
+_AFTER_CLOSE = "|".join(f"(?<=[\'\"\x60)]{space}{{0}})" for space in ("", r"\s", r"\s\s"))
 
-# (rule id, gate, pattern, message); gates are substrings of the lower-cased text
-_RULES: list[tuple[str, Gate, re.Pattern[str], str]] = [
-    ("sqli.union_select", ("union",),
+# A rule runs only when the text has one of its gate's features: a substring of
+# ``_GATE_WORDS`` found in the text, or a name written as a call (``"sleep("``: the text
+# calls ``sleep``). An empty gate: the rule always runs (it is anchored at the start).
+_Rule = tuple[str, frozenset[str], re.Pattern[str], str]
+
+
+def _gate(*features: str) -> frozenset[str]:
+    return frozenset(features)
+
+
+# (rule id, gate, pattern, message), in the order they are tried
+_RULES: list[_Rule] = [
+    ("sqli.union_select", _gate("union"),
      re.compile(
          # digits may touch it (``1e0UNION``): MySQL's tokenizer splits them off
          # (each alternative here starts with a literal, which the regex engine skips to)
@@ -177,31 +215,35 @@ _RULES: list[tuple[str, Gate, re.Pattern[str], str]] = [
          r"select(?:(?![a-z0-9_$])|[a-z_]{2,20}\s*\()"
      ),
      "UNION SELECT joins an attacker's query"),
-    ("sqli.time_delay", ("sleep", "benchmark", "waitfor", "randomblob", "dbms_"),
+    ("sqli.time_delay",
+     _gate("sleep(", "pg_sleep(", "benchmark(", "randomblob(", "pg_sleep_for(",
+           "receive_message("),
      re.compile(
          r"sleep(?<![a-z0-9.]sleep)\s*\(\s*(?:[\d.]+\s*(?:[),*/+%-]|div\b|mod\b)|\(|@|select\b"
          r"|if\s*\(|[a-z_]+\s*\()"
          r"|benchmark(?<![a-z0-9_]benchmark)\s*\(\s*\d+\s*,"
-         r"|waitfor(?<![a-z0-9_]waitfor)\s+(?:delay|time)\s*['\"]"
          r"|randomblob(?<![a-z0-9_]randomblob)\s*\(\s*\d"
          r"|pg_sleep_for\s*\("
          r"|dbms_(?:lock\.sleep|pipe\.receive_message)\s*\("
      ),
      "time-delay function (blind injection)"),
-    ("sqli.subquery", ("select",),
+    ("sqli.time_delay", _gate("waitfor"),
+     re.compile(r"waitfor(?<![a-z0-9_]waitfor)\s+(?:delay|time)\s*['\"]"),
+     "time-delay function (blind injection)"),
+    ("sqli.subquery", _gate("select"),
      re.compile(
          r"\(\s*select\s+[\w@*'\"(),.\s+/%-]{1,200}?\s+from\s+[\w.$\[\]\"\x60(]"
          r"|\(\s*select\s*\(|\(\s*select\s+(?:@@|top\s+\d|case\s+when|if\s*\(|(?:char|chr"
          r"|concat|version|database|user|ascii|substr\w*|count|sleep|benchmark)\s*\()"
      ),
      "parenthesised SELECT in an expression"),
-    ("sqli.conditional", ("if(", "if (", "if\t("),
+    ("sqli.conditional", _gate("if(", "iif("),
      re.compile(
          r"i?if\s*\(\s*[\w@'\"]{1,40}\s*(?:=|<>|!=|<|>|like)\s*[\w@'\"]{1,40}"
          r"\s*[),]\s*(?:select|waitfor|drop|begin|exec|\d|'|\")"
      ),
      "IF(condition) driving a query or a delay"),
-    ("sqli.stacked_query", (";",),
+    ("sqli.stacked_query", _gate(";"),
      re.compile(
          r";\s*(?:begin\s+)?(?:drop\s+(?:table|database|schema|user|view|procedure|function)"
          r"|execute\s+immediate|select\s+\*"
@@ -214,14 +256,13 @@ _RULES: list[tuple[str, Gate, re.Pattern[str], str]] = [
          r"|load\s+data|copy\s+\w+\s+(?:from|to)|set\s+@)"
      ),
      "second statement stacked after a semicolon"),
-    ("sqli.statement", ("declare", "exec"),
+    ("sqli.statement", _gate("@"),
      re.compile(
          r"declare(?<![a-z0-9_]declare)\s+@\w+\s+(?:n?(?:var)?char|int|bigint|table|sysname|cursor)"
          r"|exec(?<![a-z0-9_]exec)(?:ute)?\s*\(\s*@"
      ),
      "a whole SQL statement where a value was expected"),
-    ("sqli.statement",
-     ("create", "insert", "delete", "update", "drop", "copy", "select"),
+    ("sqli.statement", _gate(),
      re.compile(  # \A: tried at the start only
          r"\A\s*(?:create\s+table\s+[\w.\x60\"\[\]]+\s*\("
          r"|insert\s+into\s+[\w.\x60\"\[\]]+\s*(?:\(|values\b|select\b)"
@@ -232,33 +273,44 @@ _RULES: list[tuple[str, Gate, re.Pattern[str], str]] = [
          r"|select\s+(?:current_user|session_user|system_user)\s*(?:;|$|from\b))"
      ),
      "a whole SQL statement where a value was expected"),
-    ("sqli.clause_breakout", ("order", "group", "having", "procedure"),
+    # ORDER BY / GROUP BY: each pattern starts with its literal word, which the regex engine
+    # jumps to; what must precede the word is looked for behind it
+    ("sqli.clause_breakout", _gate("order"),
      re.compile(
-         r"['\"\x60)]\s*(?:order|group)\s+by\s+[\d(@]"
-         r"|procedure\s+analyse\s*\("
-         r"|group(?<![a-z]group)\s+by\s+[\w.,\s]{1,120}?\s+having\s+[\w'\"]{1,40}\s*="
+         rf"order(?:{_AFTER_CLOSE.format('order')})\s+by\s+[\d(@]"
          r"|order(?<![a-z]order)\s+by\s+\d+(?:\s*,\s*\d+){0,50}\s*(?:--|#|/\*|$)"
      ),
      "ORDER BY / GROUP BY / HAVING appended after a broken-out value"),
+    ("sqli.clause_breakout", _gate("group"),
+     re.compile(
+         rf"group(?:{_AFTER_CLOSE.format('group')})\s+by\s+[\d(@]"
+         r"|group(?<![a-z]group)\s+by\s+[\w.,\s]{1,120}?\s+having\s+[\w'\"]{1,40}\s*="
+     ),
+     "ORDER BY / GROUP BY / HAVING appended after a broken-out value"),
+    ("sqli.clause_breakout", _gate("analyse("),
+     re.compile(r"procedure\s+analyse\s*\("),
+     "ORDER BY / GROUP BY / HAVING appended after a broken-out value"),
     # database functions and catalogues an application has no reason to receive, one
     # entry per kind so that each runs only when its own words are in the text
-    ("sqli.dangerous_function", ("@@",),
+    ("sqli.dangerous_function", _gate("@"),
      re.compile(r"@@(?:version|datadir|hostname|basedir|servername|language|spid|identity|tmpdir)"),
      _DANGEROUS),
-    ("sqli.dangerous_function", ("from", "join"),
-     # catalogues count as the target of a query, not as words in a sentence about them
-     re.compile(
-         r"(?:from|join)\s+[\[\x60\"]?(?:information_schema|sqlite_master|sysobjects|syscolumns"
-         r"|sysusers|syslogins|sysdatabases|mysql\.user|pg_shadow|pg_catalog|all_tables|user_tables"
-         r"|all_tab_columns|user_tab_columns|all_users|dba_users|pg_group|pg_roles|pg_authid|pg_user"
-         r"|pg_database|pg_stat_activity|sys\.\w|master\.)(?![a-z0-9_])"
-     ),
+    # catalogues count as the target of a query, not as words in a sentence about them
+    ("sqli.dangerous_function", _gate("from"),
+     re.compile(rf"from\s+[\[\x60\"]?{_CATALOGUES}(?![a-z0-9_])"),
      _DANGEROUS),
-    ("sqli.dangerous_function", ("information_schema", "sysibm", "syscat"),
-     re.compile(r"information_schema(?<![a-z0-9_]information_schema)\.(?:tables|columns|schemata)\b"
-                r"|sys(?<![a-z0-9_]sys)(?:ibm|cat)\.\w"),
+    ("sqli.dangerous_function", _gate("join"),
+     re.compile(rf"join\s+[\[\x60\"]?{_CATALOGUES}(?![a-z0-9_])"),
      _DANGEROUS),
-    ("sqli.dangerous_function", ("version", "database", "_user", "connection_id", "last_insert_id"),
+    ("sqli.dangerous_function", _gate("information_schema"),
+     re.compile(r"information_schema(?<![a-z0-9_]information_schema)\.(?:tables|columns|schemata)\b"),
+     _DANGEROUS),
+    ("sqli.dangerous_function", _gate("sys"),
+     re.compile(r"sys(?<![a-z0-9_]sys)(?:ibm|cat)\.\w"),
+     _DANGEROUS),
+    ("sqli.dangerous_function",
+     _gate("version(", "database(", "current_user(", "session_user(", "system_user(",
+           "connection_id(", "last_insert_id(", "current_database("),
      # a niladic function as an operand, not a name in a sentence about it
      re.compile(
          r"(?:[(,=<>+|&]\s*|(?:select|and|or|where|like)\s+)(?:version|database|current_user"
@@ -266,18 +318,23 @@ _RULES: list[tuple[str, Gate, re.Pattern[str], str]] = [
      ),
      _DANGEROUS),
     ("sqli.dangerous_function",
-     ("current_setting", "xp_", "sp_", "load_file", "extractvalue", "updatexml", "name_const",
-      "pg_read_file", "pg_ls_dir", "lo_import", "outfile", "dumpfile", "utl_", "dbms_"),
+     _gate("current_setting(", "load_file(", "extractvalue(", "updatexml(", "name_const(",
+           "pg_read_file(", "pg_ls_dir(", "lo_import("),
+     re.compile(r"(?:current_setting|load_file|extractvalue|updatexml|name_const|pg_read_file"
+                r"|pg_ls_dir|lo_import)\s*\("),
+     _DANGEROUS),
+    ("sqli.dangerous_function", _gate("_"),
+     # the literal "_" first, then what precedes it: the regex engine skips from "_" to "_"
      re.compile(
-         r"current_setting\s*\("
-         r"|xp_(?<![a-z0-9_]xp_)(?:cmdshell|dirtree|regread|fileexist|servicecontrol)"
-         r"|sp_(?<![a-z0-9_]sp_)(?:executesql|oacreate|makewebtask|configure|password)"
-         r"|(?:load_file|extractvalue|updatexml|name_const|pg_read_file"
-         r"|pg_ls_dir|lo_import)\s*\("
-         r"|into\s+(?:out|dump)file\b|utl_(?:http|inaddr|file)\.|dbms_\w+\."
+         r"_(?:(?<=xp_)(?<![a-z0-9_]xp_)(?:cmdshell|dirtree|regread|fileexist|servicecontrol)"
+         r"|(?<=sp_)(?<![a-z0-9_]sp_)(?:executesql|oacreate|makewebtask|configure|password)"
+         r"|(?<=utl_)(?:http|inaddr|file)\.|(?<=dbms_)\w+\.)"
      ),
      _DANGEROUS),
-    ("sqli.dangerous_function", ("char", "chr", "concat", "convert"),
+    ("sqli.dangerous_function", _gate("into"),
+     re.compile(r"into\s+(?:out|dump)file\b"),
+     _DANGEROUS),
+    ("sqli.dangerous_function", _gate("char(", "chr(", "concat(", "concat_ws(", "convert("),
      re.compile(
          r"(?:char|chr)\s*\(\s*\d+\s*\)\s*(?:\+|\|\||,)\s*(?:char|chr)\s*\("
          r"|concat(?:_ws)?\s*\(\s*0x[0-9a-f]|convert\s*\(\s*int\s*,"
@@ -285,17 +342,29 @@ _RULES: list[tuple[str, Gate, re.Pattern[str], str]] = [
      _DANGEROUS),
 ]
 
-
-# the words of all the gates above: text with none of them skips every rule
-_ANY_GATE = tuple(sorted({word for _, gate, _, _ in _RULES if isinstance(gate, tuple)
-                          for word in gate}))
+#: the substrings gates ask about (a call feature is found through ``Prepared.calls_in``)
+_GATE_WORDS = tuple(sorted({feature for _, gate, _, _ in _RULES for feature in gate
+                            if not feature.endswith("(")}))
+#: the names whose calls gates ask about
+_GATE_CALLS = frozenset(feature[:-1] for _, gate, _, _ in _RULES for feature in gate
+                        if feature.endswith("("))
 _UNION_SELECT = _RULES[0]
+_GATED = GatedRules(_RULES, lambda rule: rule[1])
+
+
+def _features(prepared: Prepared, view: str) -> frozenset[str]:
+    """The gate features ``view`` has: gate words it holds, and ``name(`` for gate calls."""
+    found = {word for word in _GATE_WORDS if word in view}
+    calls = prepared.calls_in(view)
+    if calls and not calls.isdisjoint(_GATE_CALLS):
+        found.update(name + "(" for name in calls & _GATE_CALLS)
+    return frozenset(found)
 
 
 def scan_sqli(prepared: Prepared) -> list[Finding]:
     """The first reason ``prepared`` looks like SQL injection, or ``[]``."""
     text = prepared.sql_text
-    rule, gate, pattern, message = _UNION_SELECT  # the commonest attack, found without reading
+    rule, _, pattern, message = _UNION_SELECT  # the commonest attack, found without reading
     if "union" in text:
         match = pattern.search(text)
         if match:
@@ -305,14 +374,11 @@ def scan_sqli(prepared: Prepared) -> list[Finding]:
         found = _shape(prepared.form_text)
     if found is not None:
         return [found]
-    if "/*" not in text and not passes(_ANY_GATE, text):  # a comment can split a word: UN/**/ION
-        return []
     for view in prepared.sql_variants:
-        for rule, gate, pattern, message in _RULES:
-            if passes(gate, view):
-                match = pattern.search(view)
-                if match:
-                    return [Finding("sqli", rule, message, excerpt(view, match))]
+        for rule, _, pattern, message in _GATED.select(_features(prepared, view)):
+            match = pattern.search(view)
+            if match:
+                return [Finding("sqli", rule, message, excerpt(view, match))]
     return []
 
 

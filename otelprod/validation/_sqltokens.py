@@ -124,6 +124,8 @@ def tokens(text: str, start: int = 0, *, after_quote: bool = False) -> str:
         elif cls == ")" and depth:
             depth -= 1
         out.append(cls)
+        if cls == "X":
+            break  # SQL has no use for it: the statement ends in a syntax error here
         if len(out) >= MAX_TOKENS:
             out.append("X")
             break

@@ -18,7 +18,7 @@ from typing import Any
 
 from otelprod.validation._decode import Prepared, prepare
 from otelprod.validation._result import Finding
-from otelprod.validation._rules import Gate, excerpt, passes
+from otelprod.validation._rules import GatedRules, excerpt
 
 # Calls and properties that turn a string into running code or leak the session.
 _SINK = (
@@ -41,99 +41,105 @@ _DANGEROUS_TAGS = (
     r"|import|bgsound|layer|ilayer|isindex|portal"
 )
 
-# Gates run on the lower-cased input.
-# Words that name a script sink on their own, and words that only do when followed by a call,
-# an index or a template (``this[...]``, ``import(``): prose is full of "this" and "top".
-_SINK_WORDS = (
+# Calls that reach a sink, as ``Prepared.calls`` names them.
+_SINK_CALLS = frozenset((
     "alert", "confirm", "prompt", "eval", "settimeout", "setinterval", "execscript", "msgbox",
-    "fetch", "atob", "document", "location", "fromcharcode",
+    "fetch", "atob", "import", "function", "fromcharcode",
+))
+# Sinks that are no call: ``document.…`` and ``….location =`` (tested as words in
+# ``_has_sink``), an index (``top["al"+"ert"]``), a tagged template (alert`1`).
+_SCRIPT_OBJECTS = ("window", "self", "top", "parent", "this", "frames", "globalthis", "document")
+_INDEXED_SINK = re.compile(r"(?:window|self|top|parent|this|frames|globalthis)\s*\[")
+# a script URL's scheme, found from its literal end (``…script:``) in ``compact``
+_SCHEME_END = re.compile(r"script\s*:|mocha\s*:")
+_TEMPLATE_CALL = re.compile(
+    r"(?:alert|confirm|prompt|eval|settimeout|setinterval|execscript|msgbox|fetch|atob|import"
+    r"|function)\s*\x60"
 )
-_WEAK_SINK_WORDS = ("import", "function", "window", "self", "top", "parent", "this", "frames")
-_WEAK_SINK = re.compile(r"(?:import|function|window|self|top|parent|this|frames)\s*[(\[\x60]")
+
+#: a rule's gate: the features (``_features``) of which the input must have at least one
+_Gate = frozenset[str]
 
 
-#: the gate of the rules that end in a sink: ``_has_sink`` decides it
-_SINK_CALL: Gate = ("sink call",)
+def _gate(*features: str) -> _Gate:
+    return frozenset(features)
 
 
-def _has_sink(low: str) -> bool:
-    if passes(_SINK_WORDS, low):
-        return True
-    return passes(_WEAK_SINK_WORDS, low) and _WEAK_SINK.search(low) is not None
+#: (rule id, gate, view of the input, pattern, message)
+_Rule = tuple[str, _Gate, str, "re.Pattern[str]", str]
 
-
-_HANDLER_GATE = re.compile(r"on[a-z]{2,40}\s*=")
-_STYLE_GATE = re.compile(r"style\s*=")
-
-# (rule id, gate, view of the input, pattern, message)
-_RULES: list[tuple[str, Gate, str, re.Pattern[str], str]] = [
-    ("xss.script_tag", ("script",), "compact",
+# in the order they are tried; the first three need nothing but a "<"
+_RULES: list[_Rule] = [
+    ("xss.script_tag", _gate("<"), "compact",
      re.compile(r"<\s*/?\s*script(?![\w-])"),
      "script element"),
-    ("xss.dangerous_tag", ("<",), "compact",
+    ("xss.dangerous_tag", _gate("<"), "compact",
      re.compile(rf"<\s*(?:{_DANGEROUS_TAGS})(?![\w-])"),
      "element that loads or runs active content (iframe, object, svg, style, meta, …)"),
-    ("xss.event_handler", ("<",), "lower",
+    ("xss.event_handler", _gate("<"), "lower",
      # inside a tag: any on* attribute; quoted values may hold '<' and '>'
      re.compile(
          r"<[a-z!/?%](?:[^<>\"']|\"[^\"]*\"|'[^']*')*?"
          r"(?<=[\s/\"'\x60+;,])on[a-z]{2,40}\s*="
      ),
      "event-handler attribute inside a tag"),
-    ("xss.attribute_breakout", _HANDLER_GATE, "lower",
-     # no tag needed: a value that closes its quote and adds a handler that calls code
+    ("xss.attribute_breakout", _gate("="), "lower",
+     # no tag needed: a value that closes its quote and adds a handler that calls code;
+     # not a script variable (``var onload = init()``). The pattern starts with its literal
+     # "on" and looks behind from there, so the regex engine jumps from one "on" to the next.
      re.compile(
-         # not a script variable: ``var onload = init()``
-         r"(?:^|[\s\"'\x60/;])(?<!var )(?<!let )(?<!const )on[a-z]{2,40}\s*=\s*[\"'\x60]?\s*"
-         r"[\w$.\[\]'\"]{0,60}?(?:[(\x60]|\s*=)"
+         r"on(?<![^\s\"'\x60/;]on)(?<!var on)(?<!let on)(?<!const on)[a-z]{2,40}\s*=\s*"
+         r"[\"'\x60]?\s*[\w$.\[\]'\"]{0,60}?(?:[(\x60]|\s*=)"
      ),
      "event handler injected into an attribute"),
-    ("xss.script_url", ("script", "mocha"), "compact",
+    ("xss.script_url", _gate("script:"), "compact",
      re.compile(
          rf"(?<![a-z]){_URL_SCHEMES}\s*:(?!\s)"
          rf"|[=(\"'\x60,]\s*{_URL_SCHEMES}\s*:"
      ),
      "javascript:/vbscript: URL"),
-    ("xss.data_url", ("data:",), "compact",
+    ("xss.data_url", _gate("data:"), "compact",
      re.compile(
          rf"(?<![a-z]){_ACTIVE_DATA}"
          r"|(?:src|href|data|action|formaction|srcdoc|from|to|values|content|url)"
          r"\s*[=(]\s*[\"'\x60]?\s*(?:\d+\s*;\s*url\s*=\s*)?data:"
      ),
      "data: URL carrying HTML, script or SVG"),
-    ("xss.css_expression", ("expression", "binding", "behavior"), "compact",
+    ("xss.css_expression", _gate("expression(", "binding"), "compact",
      re.compile(r"[:=]\s*[\"']?\s*expression\s*\(|(?:-moz-binding|behavior)\s*:\s*url\s*\("),
      "CSS that runs script (expression(), -moz-binding, behavior)"),
-    ("xss.css_obfuscation", _STYLE_GATE, "lower",
-     re.compile(r"\bstyle\s*=\s*[\"'\x60]?[^\"'\x60<>=]{0,200}?(?:\\|/\*)"),
+    ("xss.css_obfuscation", _gate("style="), "lower",
+     re.compile(r"style(?<![\w-]style)\s*=\s*[\"'\x60]?[^\"'\x60<>=]{0,200}?(?:\\|/\*)"),
      "style attribute hidden behind CSS escapes or comments"),
-    ("xss.js_entity", ("&{",), "lower",
+    ("xss.js_entity", _gate("&{"), "lower",
      re.compile(r"&\{"),
      "Netscape JavaScript entity &{…}"),
-    ("xss.js_breakout", _SINK_CALL, "lower",
+    ("xss.js_breakout", _gate("sink"), "lower",
      re.compile(
          r"[\"'\x60]\s*(?:[-+*/%^|&,;:?)}\]]|\)\s*;|\}\s*;?)\s*"
          r"(?:[\w$.]{1,40}\s*[=;,]\s*)?" + _SINK
      ),
      "break out of a JavaScript string into a script call"),
-    ("xss.markup_breakout", _SINK_CALL, "lower",
+    ("xss.markup_breakout", _gate("sink>"), "lower",
      re.compile(r"(?:-->|\*/|[\"'\x60]\s*>|</[a-z]{1,20}\s*>)\s*" + _SINK),
      "script call right after closing markup"),
-    ("xss.tag_script_call", _SINK_CALL, "lower",
+    ("xss.tag_script_call", _gate("sink"), "lower",
      re.compile(r"<[a-z][^<>]{0,400}?" + _SINK),
      "tag whose attributes call script"),
-    ("xss.computed_call", ("[",), "lower",
-     # window["al"+"ert"](1), top[/al/.source+/ert/.source](1): the name is computed
-     re.compile(r"(?:window|self|top|parent|this|frames|globalthis|document)\s*"
-                r"\[[^\[\]]{1,200}\]\s*[(\x60]"),
+    ("xss.computed_call", _gate("["), "lower",
+     # window["al"+"ert"](1), top[/al/.source+/ert/.source](1): the name is computed; the
+     # pattern starts with its literal "[" and looks behind it for the object
+     re.compile(r"\[(?:" + "|".join(
+         f"(?<={name}{space}\\[)" for name in _SCRIPT_OBJECTS for space in ("", r"\s"))
+         + r")[^\[\]]{1,200}\]\s*[(\x60]"),
      "script call through a computed property name"),
-    ("xss.xml_entity", ("<!",), "lower",
+    ("xss.xml_entity", _gate("<!"), "lower",
      re.compile(r"<!entity\s+%?\s*[\w.-]+\s+(?:system|public)\b|<!doctype[^>\[]{0,200}\[\s*<!entity"),
      "XML external entity declared in a DOCTYPE"),
-    ("xss.css_injection", _STYLE_GATE, "lower",
+    ("xss.css_injection", _gate("style="), "lower",
      re.compile(r"style\s*=\s*[\"'\x60]?[^\"'\x60<>=]{0,200}?(?:url\s*\(|@import|expression\s*\()"),
      "style attribute that loads a resource or runs CSS"),
-    ("xss.template_injection", ("{{", "${"), "lower",
+    ("xss.template_injection", _gate("{{"), "lower",
      re.compile(
          r"\{\{[^{}]{0,200}?(?:constructor|\$eval|\$on\b|__proto__|" + _SINK + ")"
          r"|\$\{[^{}]{0,100}?" + _SINK
@@ -142,30 +148,71 @@ _RULES: list[tuple[str, Gate, str, re.Pattern[str], str]] = [
 ]
 
 
-# What every XSS rule needs one of, as plain substring tests (on long text the C substring
-# search beats any regex alternation): text with none of them is left alone.
-_NEEDED = ("<", "{", "script", "mocha", "data:", "expression", "binding", "behavior", "&{")
-def _may_be_xss(low: str) -> bool:
-    if passes(_NEEDED, low):
+_TAG_RULES = _RULES[:3]
+assert all(gate == {"<"} for _, gate, _, _, _ in _TAG_RULES)
+_OTHER_RULES = GatedRules(_RULES[len(_TAG_RULES) :], lambda rule: rule[1])
+
+
+def _has_sink(low: str, calls: frozenset[str]) -> bool:
+    if not calls.isdisjoint(_SINK_CALLS):
         return True
-    if "=" in low and (_HANDLER_GATE.search(low) or _STYLE_GATE.search(low)):
+    if "document" in low or "location" in low:
         return True
-    return _has_sink(low)
+    if "[" in low and _INDEXED_SINK.search(low):
+        return True
+    return "\x60" in low and _TEMPLATE_CALL.search(low) is not None
+
+
+def _features(prepared: Prepared) -> frozenset[str]:
+    """What the rules' gates ask about the input: one test each, mostly for one character.
+
+    Plain text has none of them and is let through without any pattern being tried.
+    """
+    low = prepared.lower
+    found: set[str] = set()
+    if "<!" in low:
+        found.add("<!")
+    if "{" in low:
+        if "{{" in low or "${" in low:
+            found.add("{{")
+        if "&{" in low:
+            found.add("&{")
+    if "[" in low:
+        found.add("[")
+    if "=" in low:
+        found.add("=")
+        if "style" in low:
+            found.add("style=")
+    if ":" in low:
+        if ("script" in low or "mocha" in low) and _SCHEME_END.search(prepared.compact):
+            found.add("script:")
+        if "data:" in low:
+            found.add("data:")
+        if "binding" in low or "behavior" in low:
+            found.add("binding")
+    calls = prepared.calls
+    if "expression" in calls:
+        found.add("expression(")
+    if _has_sink(low, calls):
+        found.add("sink")
+        if ">" in low or "*/" in low:
+            found.add("sink>")
+    return frozenset(found)
 
 
 def scan_xss(prepared: Prepared) -> list[Finding]:
     """The first reason ``prepared`` looks like cross-site scripting, or ``[]``."""
-    low = prepared.lower
-    if not _may_be_xss(low):
-        return []
-    gates: dict[int, bool] = {}  # a gate shared by several rules is evaluated once
-    for rule, gate, view, pattern, message in _RULES:
-        passed = gates.get(id(gate))
-        if passed is None:
-            passed = gates[id(gate)] = _has_sink(low) if gate is _SINK_CALL else passes(gate, low)
-        if not passed:
-            continue
-        text = low if view == "lower" else prepared.compact
+    if "<" in prepared.lower:  # the commonest vectors, tried before any other feature is
+        found = _first_match(prepared, _TAG_RULES)
+        if found:
+            return found
+    features = _features(prepared)
+    return _first_match(prepared, _OTHER_RULES.select(features)) if features else []
+
+
+def _first_match(prepared: Prepared, rules: list[_Rule]) -> list[Finding]:
+    for rule, _, view, pattern, message in rules:
+        text = prepared.lower if view == "lower" else prepared.compact
         match = pattern.search(text)
         if match:
             return [Finding("xss", rule, message, excerpt(text, match))]
