@@ -13,9 +13,9 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_to_bytes
 
 #: how many times a layer of encoding is peeled before giving up (``%252527``)
 MAX_DECODE_ROUNDS = 4
@@ -32,8 +32,9 @@ _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _URL_INVISIBLE = re.compile(r"[\x00-\x1f\x7f\\]")
 # the same sets as bytes, for the check of ASCII text (``bytes.translate`` runs at memory
 # speed; a regex character class costs about ten nanoseconds a character)
+_ALL_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
+_ALL_CONTROL_BYTES = bytes([*range(0x20), 0x7F])
 _CONTROL_BYTES = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
-_URL_INVISIBLE_BYTES = bytes([*range(0x20), 0x7F, ord("\\")])
 _EXEC_COMMENT = re.compile(r"/\*!?\d{0,6}")
 _SPLIT_WORD = re.compile(r"\w/\*[^*]{0,64}\*/\w")
 _CDATA = re.compile(r"<!\[cdata\[|\]\]>")
@@ -91,11 +92,23 @@ def _css_unescape(match: re.Match[str]) -> str:
     return chr(code) if 0 < code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else ""
 
 
+def _percent_decode(text: str) -> str:
+    """``%XX`` escapes read as UTF-8; in ASCII text, escapes that are no UTF-8 as Latin-1
+    bytes (``1%A0UNION``: a no-break space, which NFKC then makes a space)."""
+    if not text.isascii():
+        return unquote(text, errors="replace")
+    raw = unquote_to_bytes(text)  # several times faster than unquote() on ASCII text
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
 def _decode_once(text: str) -> str:
     if "%" in text:
         if "%u" in text or "%U" in text:
             text = _PCT_U.sub(lambda m: chr(int(m.group(1), 16)), text)
-        text = unquote(text, errors="replace")
+        text = _percent_decode(text)
     if "&" in text:
         text = html.unescape(text)
     if "\\" in text:
@@ -110,11 +123,13 @@ def _decode_once(text: str) -> str:
 
 
 def deep_decode(text: str) -> str:
-    """Peel encodings until nothing changes (at most ``MAX_DECODE_ROUNDS`` times)."""
+    """Peel encodings until nothing changes (at most ``MAX_DECODE_ROUNDS`` times).
+
+    Null bytes stay: a browser drops them (``<scr%00ipt>``), a database reads them as
+    whitespace (``1%00UNION%00SELECT``); each detector's view does what its reader does.
+    """
     if "%" in text or "&" in text or "\\" in text or "+" in text:  # else nothing to peel
         text = _peel(text)
-    if "\x00" in text:
-        text = text.replace("\x00", "")
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text)
     return text
@@ -126,6 +141,8 @@ def _peel(text: str) -> str:
         if decoded == text:
             break
         text = decoded
+        if "%" not in text and "&" not in text and "\\" not in text and "+A" not in text:
+            break  # no layer left to peel: spare the round that would only confirm it
     return text
 
 
@@ -191,20 +208,33 @@ class _lazy(Generic[_T]):
         return value
 
 
-# What precedes a call, read on the reversed text: there the regex engine jumps from one
-# literal "(" to the next instead of trying every letter as the start of a name.
-_NAME_BEFORE_PAREN_REVERSED = re.compile(r"\(\s*([\w$]+)")
+class CallFinder:
+    """Which of some names a text writes as calls: ``sleep (5)``, ``x.alert(1)``.
+
+    The search runs on the reversed text, where each candidate starts with a literal "(":
+    the regex engine jumps from one "(" to the next instead of trying every letter as the
+    start of a name.
+    """
+
+    def __init__(self, names: Iterable[str]) -> None:
+        alternatives = sorted({name[::-1] for name in names}, key=len, reverse=True)
+        self._pattern = re.compile(
+            r"\(\s*(" + "|".join(map(re.escape, alternatives)) + r")(?![\w$])"
+        )
+
+    def __call__(self, text: str) -> frozenset[str]:
+        if "(" not in text:
+            return _NO_NAMES
+        found = self._pattern.findall(text[::-1])
+        return frozenset(name[::-1] for name in found) if found else _NO_NAMES
+
+
 _NO_NAMES: frozenset[str] = frozenset()
 
 
-def called_names(text: str) -> frozenset[str]:
-    """The names written right before an opening parenthesis: ``sleep`` for ``sleep (5)``,
-    ``alert`` for ``x.alert(1)`` (the last part of a dotted name)."""
-    if "(" not in text:
-        return _NO_NAMES
-    # names hold no space: reversed back all at once, joined by spaces
-    reversed_names = " ".join(_NAME_BEFORE_PAREN_REVERSED.findall(text[::-1]))
-    return frozenset(reversed_names[::-1].split())
+def _compact(low: str) -> str:
+    text = _URL_INVISIBLE.sub("", strip_block_comments(low, ""))
+    return _CDATA.sub("", text) if "cdata" in text else text
 
 
 def _holds(text: str, ascii_set: bytes, pattern: re.Pattern[str]) -> bool:
@@ -217,52 +247,34 @@ def _holds(text: str, ascii_set: bytes, pattern: re.Pattern[str]) -> bool:
 class Prepared:
     """One input, decoded once and viewed the ways the detectors need.
 
-    ``decode=False``: the value is already what a browser or database would see.
+    ``decoded``, ``lower`` and ``sql_text`` are made at once (both detectors read them);
+    the other views when first read. ``decode=False``: the value is already what a
+    browser or database would see.
     """
 
     def __init__(self, raw: str, problems: list[str], *, decode: bool = True) -> None:
         self.raw = raw
         self.problems = problems
-        if not decode:
-            self.decoded = raw
-
-    @_lazy
-    def decoded(self) -> str:
-        return deep_decode(self.raw)
-
-    @_lazy
-    def lower(self) -> str:
-        return self.decoded.lower()
+        self.decoded = decoded = deep_decode(raw) if decode else raw
+        low = decoded.lower()
+        #: any control character (tabs and newlines too): the SQL and URL views replace them
+        self.controls = controls = _holds(low, _ALL_CONTROL_BYTES, _ALL_CONTROLS)
+        #: what the SQL tokenizer reads: lower-cased, control characters (nulls too) as spaces
+        self.sql_text = _CONTROLS.sub(" ", low) if controls else low
+        if controls and "\x00" in low:
+            low = low.replace("\x00", "")
+        #: what a browser reads: lower-cased, null bytes dropped
+        self.lower = low
+        #: ``+`` and no space anywhere: ``+`` probably stands for a space (``1+or+1=1``)
+        self.form_encoded = "+" in raw and " " not in raw
 
     @_lazy
     def compact(self) -> str:
         """What a URL parser or CSS tokenizer sees: controls, backslashes and comments gone."""
-        text = strip_block_comments(self.lower, "")
-        if _holds(text, _URL_INVISIBLE_BYTES, _URL_INVISIBLE):
-            text = _URL_INVISIBLE.sub("", text)
-        if "cdata" in text:
-            text = _CDATA.sub("", text)
-        return text
-
-    @_lazy
-    def calls(self) -> frozenset[str]:
-        """``called_names`` of ``lower``."""
-        return called_names(self.lower)
-
-    def calls_in(self, view: str) -> frozenset[str]:
-        """``called_names`` of one of the views, shared with ``calls`` when it is ``lower``."""
-        return self.calls if view is self.lower else called_names(view)
-
-    @_lazy
-    def sql_text(self) -> str:
-        """What the SQL tokenizer reads: lower-cased, control characters as spaces."""
         low = self.lower
-        return _CONTROLS.sub(" ", low) if _holds(low, _CONTROL_BYTES, _CONTROLS) else low
-
-    @property
-    def form_encoded(self) -> bool:
-        """``+`` and no space anywhere: ``+`` probably stands for a space (``1+or+1=1``)."""
-        return "+" in self.raw and " " not in self.raw
+        if self.controls or "/*" in low or "\\" in low or "cdata" in low:
+            return _compact(low)
+        return low
 
     @_lazy
     def form_text(self) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from otelprod.validation._decode import Prepared, prepare
+from otelprod.validation._decode import CallFinder, Prepared, prepare
 from otelprod.validation._result import Finding
 from otelprod.validation._rules import GatedRules, excerpt
 from otelprod.validation._sqltokens import fingerprint
@@ -262,7 +262,7 @@ _RULES: list[_Rule] = [
          r"|exec(?<![a-z0-9_]exec)(?:ute)?\s*\(\s*@"
      ),
      "a whole SQL statement where a value was expected"),
-    ("sqli.statement", _gate(),
+    ("sqli.statement", _gate("statement"),
      re.compile(  # \A: tried at the start only
          r"\A\s*(?:create\s+table\s+[\w.\x60\"\[\]]+\s*\("
          r"|insert\s+into\s+[\w.\x60\"\[\]]+\s*(?:\(|values\b|select\b)"
@@ -342,22 +342,27 @@ _RULES: list[_Rule] = [
      _DANGEROUS),
 ]
 
-#: the substrings gates ask about (a call feature is found through ``Prepared.calls_in``)
+#: the first words of the statements the rule above looks for at the start
+_STATEMENT_WORDS = ("create", "insert", "delete", "update", "drop", "copy", "select")
+#: the substrings gates ask about (call features: ``_GATE_CALL_FINDER``)
 _GATE_WORDS = tuple(sorted({feature for _, gate, _, _ in _RULES for feature in gate
-                            if not feature.endswith("(")}))
+                            if not feature.endswith("(") and feature != "statement"}))
 #: the names whose calls gates ask about
-_GATE_CALLS = frozenset(feature[:-1] for _, gate, _, _ in _RULES for feature in gate
-                        if feature.endswith("("))
+_GATE_CALL_FINDER = CallFinder(feature[:-1] for _, gate, _, _ in _RULES for feature in gate
+                               if feature.endswith("("))
 _UNION_SELECT = _RULES[0]
 _GATED = GatedRules(_RULES, lambda rule: rule[1])
 
 
 def _features(prepared: Prepared, view: str) -> frozenset[str]:
-    """The gate features ``view`` has: gate words it holds, and ``name(`` for gate calls."""
+    """The gate features ``view`` has: gate words it holds, ``name(`` for gate calls, and
+    ``statement`` when it starts with a statement's first word."""
     found = {word for word in _GATE_WORDS if word in view}
-    calls = prepared.calls_in(view)
-    if calls and not calls.isdisjoint(_GATE_CALLS):
-        found.update(name + "(" for name in calls & _GATE_CALLS)
+    calls = _GATE_CALL_FINDER(view)
+    if calls:
+        found.update(name + "(" for name in calls)
+    if view.lstrip().startswith(_STATEMENT_WORDS):
+        found.add("statement")
     return frozenset(found)
 
 
@@ -374,7 +379,10 @@ def scan_sqli(prepared: Prepared) -> list[Finding]:
         found = _shape(prepared.form_text)
     if found is not None:
         return [found]
-    for view in prepared.sql_variants:
+    # the views differ from the text only with comments or a form encoding
+    views = (prepared.sql_variants if prepared.form_encoded or "/*" in text or "\n" in text
+             else (text,))
+    for view in views:
         for rule, _, pattern, message in _GATED.select(_features(prepared, view)):
             match = pattern.search(view)
             if match:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from otelprod.validation._decode import Prepared, prepare
+from otelprod.validation._decode import CallFinder, Prepared, prepare
 from otelprod.validation._result import Finding
 from otelprod.validation._rules import GatedRules, excerpt
 
@@ -41,13 +41,15 @@ _DANGEROUS_TAGS = (
     r"|import|bgsound|layer|ilayer|isindex|portal"
 )
 
-# Calls that reach a sink, as ``Prepared.calls`` names them.
+# Calls that reach a sink (found with a ``CallFinder``).
 _SINK_CALLS = frozenset((
     "alert", "confirm", "prompt", "eval", "settimeout", "setinterval", "execscript", "msgbox",
     "fetch", "atob", "import", "function", "fromcharcode",
 ))
 # Sinks that are no call: ``document.…`` and ``….location =`` (tested as words in
 # ``_has_sink``), an index (``top["al"+"ert"]``), a tagged template (alert`1`).
+_NOT_SINKS = frozenset(("expression",))
+_CALL_FINDER = CallFinder(_SINK_CALLS | _NOT_SINKS)
 _SCRIPT_OBJECTS = ("window", "self", "top", "parent", "this", "frames", "globalthis", "document")
 _INDEXED_SINK = re.compile(r"(?:window|self|top|parent|this|frames|globalthis)\s*\[")
 # a script URL's scheme, found from its literal end (``…script:``) in ``compact``
@@ -154,7 +156,7 @@ _OTHER_RULES = GatedRules(_RULES[len(_TAG_RULES) :], lambda rule: rule[1])
 
 
 def _has_sink(low: str, calls: frozenset[str]) -> bool:
-    if not calls.isdisjoint(_SINK_CALLS):
+    if calls - _NOT_SINKS:
         return True
     if "document" in low or "location" in low:
         return True
@@ -190,7 +192,7 @@ def _features(prepared: Prepared) -> frozenset[str]:
             found.add("data:")
         if "binding" in low or "behavior" in low:
             found.add("binding")
-    calls = prepared.calls
+    calls = _CALL_FINDER(low)
     if "expression" in calls:
         found.add("expression(")
     if _has_sink(low, calls):
