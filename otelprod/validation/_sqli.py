@@ -64,7 +64,7 @@ _QUOTED_AFTER_VALUE: list[_Shape] = [
 ]
 # read from the start, as a number or a name
 _BARE: list[_Shape] = [
-    ("sqli.union_select", re.compile(r"Uk?o?E|^[1v]U[kc]*$"),
+    ("sqli.union_select", re.compile(r"Uk?o?E|^[1v]U[kc]*$|^[1v]U[1v](?:,[1v])+"),
      "UNION SELECT joins an attacker's query"),
     ("sqli.tautology",
      re.compile(rf"^{_V}?&(?={_V}{_CHAIN}*=)(?=[^cUgG;]*[1svf]){_V}{_CHAIN}*(?:c|;|$|U|g|G)"
@@ -80,7 +80,7 @@ _BARE: list[_Shape] = [
     ("sqli.clause_breakout",
      re.compile(rf"^{_V}?(?:G[1f]|g[1vf])(?:,{_V})*(?:c|$|U|&|;|g)"
                 rf"|^{_V}g(?:{_VS}{_CHAIN}+|n{_CHAIN}*={_VS}|{_VS}(?:,{_V})*[c;U])"
-                rf"|^{_V}F{_TABLES}g"),
+                rf"|^{_V}F{_TABLES}g|^[1v]&[1vf]{_CHAIN}*G"),
      "ORDER BY / GROUP BY / HAVING / WHERE appended to a value"),
     ("sqli.conditional", re.compile(rf"C{_V}?w{_V}{_CHAIN}*w"), "CASE WHEN driving the query"),
     ("sqli.statement",
@@ -91,13 +91,18 @@ _BARE: list[_Shape] = [
      "a whole SQL statement where a value was expected"),
 ]
 _BARE_COMMENT_FP = re.compile(r"[1vfs]c")
+# a comparison of literals, then a short comment cuts off the rest: ``1!=0--``,
+# ``(1) in (binary('b')) --`` (prose has words in its comments: ``2 + 2 = 4 -- as ever``)
+_BARE_COMPARISON_COMMENT_FP = re.compile(r"(?=[^c]*=)[1sv](?:[o=][1svf])+c")
 # ``1--``, ``(1)#``: no words before the comment and at most one after it
 _BARE_COMMENT_TEXT = re.compile(
     r"(?:\s*\(.*|[^a-z]*|\s*@@?[\w.]+\s*)(?:--|#|/\*)\s*\S*\s*(?:\*/)?", re.DOTALL
 )
 _VALUE_PREFIX = re.compile(r"\s*[\w.@$:/-]{1,64}")
 _SHORT_COMMENT = re.compile(r"(?:--|#|/\*)\s*\S*\s*$")
-_REOPEN = re.compile(r"B[o=&]s")
+_REOPEN = re.compile(r"B(?:[o=&][1v])*[o=&]s")
+_AT_MOST_ONE_VALUE = re.compile(r"\s*(?:[\w.@$-]{1,64}\s*)?")
+_LONE_VALUES = ("", "1", "n", "v")  # fingerprints of nothing or one value, no keyword
 # with nothing before the quote, an injection goes on with a space or an operator
 _OPERATOR_NEXT = re.compile(r"[\s)]|[-+*/%^|&=<>!~]")
 
@@ -105,7 +110,7 @@ _OPERATOR_NEXT = re.compile(r"[\s)]|[-+*/%^|&=<>!~]")
 # Cheap tests that say whether a reading can take any shape at all; prose fails them
 # within a few characters, so most text is never tokenized.
 _KEYWORD_AFTER_VALUE = (
-    r"(?:and|or|xor|not|union|intersect|except|where|order|group|having|limit|from|procedure"
+    r"(?:and|or|xor|eqv|imp|not|union|intersect|except|where|order|group|having|limit|from|procedure"
     r"|into|like|rlike|regexp|is|in|between|div|mod|sounds)\b"
 )
 _BARE_START = re.compile(
@@ -151,6 +156,9 @@ def _shape(text: str) -> Finding | None:
         if _BARE_COMMENT_FP.fullmatch(fp) and _BARE_COMMENT_TEXT.fullmatch(text):
             return Finding("sqli", "sqli.comment_breakout",
                            "value followed by a comment that cuts off the query", text[:80])
+        if _BARE_COMPARISON_COMMENT_FP.fullmatch(fp) and _SHORT_COMMENT.search(text):
+            return Finding("sqli", "sqli.tautology",
+                           "comparison followed by a comment that cuts off the query", text[:80])
     for quote in "'\"":
         at = text.find(quote)
         if at < 0 or not _AFTER_QUOTE.match(text, at + 1):
@@ -160,22 +168,31 @@ def _shape(text: str) -> Finding | None:
         if match:
             rule, _, message = _QUOTED_NAMES[match.lastgroup or ""]
             return Finding("sqli", rule, message, text[at : at + 80])
-        after_value = (_VALUE_PREFIX.fullmatch(text, 0, at) if at
-                       else _OPERATOR_NEXT.match(text, 1))
+        blank_prefix = text[:at].isspace() or not at
+        after_value = (_OPERATOR_NEXT.match(text, at + 1) if blank_prefix
+                       else _VALUE_PREFIX.fullmatch(text, 0, at))
         # the application's closing quote must end a literal the input reopened
         reopened = text.count(quote, at + 1) % 2 == 1
         if after_value:
             for rule, pattern, message in _QUOTED_AFTER_VALUE:
                 if not pattern.search(fp):
                     continue
-                if rule == "sqli.comment_breakout" and not (at and _SHORT_COMMENT.search(text)):
+                if rule == "sqli.comment_breakout" and (blank_prefix
+                                                        or not _SHORT_COMMENT.search(text)):
                     continue
                 if rule == "sqli.concat_breakout" and fp[-1] != "c" and not reopened:
                     continue
                 return Finding("sqli", rule, message, text[at : at + 80])
-        elif reopened and at and text[at + 1 : at + 2].isspace() and _REOPEN.fullmatch(fp):
-            # ``A' * 'B``: one operator between the closed literal and a reopened one; a
-            # quoted word or symbol (``the 'like' keyword``, ``"^" characters``) is prose
+        if reopened and _REOPEN.fullmatch(fp) and (
+                # ``A' * 'B``: an operator between the closed literal and a reopened one
+                (not blank_prefix and text[at + 1 : at + 2].isspace())
+                # ``A 'AND' B``, ``'OR'``: the whole input is an operator in SQL's string
+                # quotes between two values at most (a quoted word in a sentence, ``the
+                # 'like' keyword matches``, has more around it; people quote a word they
+                # search for with double quotes: ``"LIKE" STAMP``)
+                or (quote == "'" and _AT_MOST_ONE_VALUE.fullmatch(text, 0, at)
+                    and fingerprint(text[:at]) in _LONE_VALUES
+                    and _AT_MOST_ONE_VALUE.fullmatch(text, text.rindex(quote) + 1))):
             return Finding("sqli", "sqli.concat_breakout",
                            "quote closed, then an operator and a reopened literal",
                            text[at : at + 80])
@@ -185,6 +202,12 @@ def _shape(text: str) -> Finding | None:
 # --- regular expressions over the whole decoded text ---------------------------------------
 
 _DANGEROUS = "database function or catalogue an application has no reason to receive"
+# a literal an injection compares with another to steer a query: a number, a short string,
+# a variable
+_LITERAL = r"(?:\d+|'[^'\n]{0,40}'|\"[^\"\n]{0,40}\"|@\w+)"
+_COMPARISON = r"(?:=|<>|!=|<=|>=|<|>)"
+_NILADIC = (r"(?:version|database|current_user|session_user|system_user|connection_id"
+            r"|last_insert_id|current_database|user|schema)")
 _CATALOGUES = (
     r"(?:information_schema|sqlite_master|sysobjects|syscolumns|sysusers|syslogins|sysdatabases"
     r"|mysql\.user|pg_shadow|pg_catalog|all_tables|user_tables|all_tab_columns|user_tab_columns"
@@ -232,17 +255,29 @@ _RULES: list[_Rule] = [
      "time-delay function (blind injection)"),
     ("sqli.subquery", _gate("select"),
      re.compile(
-         r"\(\s*select\s+[\w@*'\"(),.\s+/%-]{1,200}?\s+from\s+[\w.$\[\]\"\x60(]"
+         # (words may touch quotes, backquotes and parentheses: select`pass`from(users))
+         r"\(\s*select(?:\s+|(?=[\x60(@'\"]))[\w@*'\"(),.\s+/%\x60-]{1,200}?(?<![a-z0-9_])from"
+         r"(?:\s+|(?=[\x60(\[\"]))[\w.$\[\]\"\x60(]"
          r"|\(\s*select\s*\(|\(\s*select\s+(?:@@|top\s+\d|case\s+when|if\s*\(|(?:char|chr"
          r"|concat|version|database|user|ascii|substr\w*|count|sleep|benchmark)\s*\()"
+         # SELECT a literal WHERE literals compare, no table: (SELECT 9350 WHERE 8850=8850
+         rf"|\(\s*select\s+{_LITERAL}\s+where\s+{_LITERAL}\s*{_COMPARISON}\s*{_LITERAL}"
+         # a quantified comparison with a subquery of literals: 1 - ANY(SELECT 1,2)
+         rf"|(?:any|some|all)\s*\(\s*select\s+{_LITERAL}(?:\s*,\s*{_LITERAL})*\s*\)"
      ),
      "parenthesised SELECT in an expression"),
     ("sqli.conditional", _gate("if(", "iif("),
      re.compile(
          r"i?if\s*\(\s*[\w@'\"]{1,40}\s*(?:=|<>|!=|<|>|like)\s*[\w@'\"]{1,40}"
          r"\s*[),]\s*(?:select|waitfor|drop|begin|exec|\d|'|\")"
+         # a comparison of two literals as the condition: IIF(2510=9436,…)
+         rf"|i?if\s*\(\s*\(?\s*{_LITERAL}\s*{_COMPARISON}\s*{_LITERAL}\s*\)?\s*,"
      ),
      "IF(condition) driving a query or a delay"),
+    ("sqli.conditional", _gate("when"),
+     # CASE WHEN a comparison of two literals THEN: CASE WHEN (9255=9830) THEN 1 ELSE 0 END
+     re.compile(rf"when\s*\(?\s*{_LITERAL}\s*{_COMPARISON}\s*{_LITERAL}\s*\)?\s*then\b"),
+     "CASE WHEN driving the query"),
     ("sqli.stacked_query", _gate(";"),
      re.compile(
          r";\s*(?:begin\s+)?(?:drop\s+(?:table|database|schema|user|view|procedure|function)"
@@ -253,13 +288,23 @@ _RULES: list[_Rule] = [
          r"|select\s+(?:@@|\w+\s*\(|\d)|select\s+[^;]{1,120}?\s+from\s+\w"
          r"|create\s+(?:table|user|procedure|function|trigger|database|login)"
          r"|alter\s+(?:table|user|login|database)|grant\s+\w|rename\s+table"
-         r"|load\s+data|copy\s+\w+\s+(?:from|to)|set\s+@)"
+         r"|load\s+(?:data|xml)\b|copy\s+\w+\s+(?:from|to)|set\s+@"
+         r"|call\s+[\w.]+\s*\(|do\s*\(\s*\d|use\s+\w+\s+exec\b"
+         # T-SQL control flow: IF EXISTS (…), IF/WHILE a comparison of literals then a
+         # statement, MySQL's IF((1=2),…)
+         r"|(?:if|while)\s+(?:not\s+)?exists\s*\("
+         r"|(?:if|while)\s*\(?\s*[\w@'\"]{1,40}\s*(?:=|<>|!=|<|>)\s*[\w@'\"]{1,40}\s*\)?\s*"
+         r"(?:drop|shutdown|exec|execute|select|insert|update|delete|waitfor|begin|declare"
+         r"|create|truncate|alter)\b"
+         rf"|if\s*\(\s*\(?\s*{_LITERAL}\s*{_COMPARISON}\s*{_LITERAL})"
      ),
      "second statement stacked after a semicolon"),
     ("sqli.statement", _gate("@"),
      re.compile(
          r"declare(?<![a-z0-9_]declare)\s+@\w+\s+(?:n?(?:var)?char|int|bigint|table|sysname|cursor)"
          r"|exec(?<![a-z0-9_]exec)(?:ute)?\s*\(\s*@"
+         # a stored procedure with named parameters: EXEC sp_add_job @job_name = 'x'
+         r"|exec(?<![a-z0-9_]exec)(?:ute)?\s+[\w.\[\]]+\s+@\w+\s*="
      ),
      "a whole SQL statement where a value was expected"),
     ("sqli.statement", _gate("statement"),
@@ -310,12 +355,18 @@ _RULES: list[_Rule] = [
      _DANGEROUS),
     ("sqli.dangerous_function",
      _gate("version(", "database(", "current_user(", "session_user(", "system_user(",
-           "connection_id(", "last_insert_id(", "current_database("),
-     # a niladic function as an operand, not a name in a sentence about it
+           "connection_id(", "last_insert_id(", "current_database(", "user(", "schema("),
+     # a niladic function as an operand or the whole input, not a name in a sentence
      re.compile(
-         r"(?:[(,=<>+|&]\s*|(?:select|and|or|where|like)\s+)(?:version|database|current_user"
-         r"|session_user|system_user|connection_id|last_insert_id|current_database)\s*\(\s*\)"
+         rf"(?:[(,=<>+|&]\s*|(?:select|and|or|where|like)\s+){_NILADIC}\s*\(\s*\)"
+         # at the start, going on as an expression: DATABASE() LIKE SCHEMA()
+         rf"|^\s*{_NILADIC}\s*\(\s*\)\s*(?:[=<>!+|&,);#-]|/\*|$|(?:like|rlike|regexp|in|is"
+         r"|and|or|xor|between)\b)"
      ),
+     _DANGEROUS),
+    ("sqli.dangerous_function", _gate("ascii(", "ord(", "unicode("),
+     # one character of a value at a time: blind extraction, ASCII(SUBSTRING(passwd,1,1))
+     re.compile(r"(?:ascii|ord|unicode)\s*\(\s*(?:substr(?:ing)?|mid|left|right)\s*\("),
      _DANGEROUS),
     ("sqli.dangerous_function",
      _gate("current_setting(", "load_file(", "extractvalue(", "updatexml(", "name_const(",
@@ -353,6 +404,19 @@ _GATE_CALL_FINDER = CallFinder(feature[:-1] for _, gate, _, _ in _RULES for feat
 _UNION_SELECT = _RULES[0]
 _GATED = GatedRules(_RULES, lambda rule: rule[1])
 
+# (rule id, pattern, message) tried on the text itself when it has a block comment
+_COMMENT_RULES: list[_Shape] = [
+    ("sqli.statement",
+     # MySQL runs what a version-gated comment holds: 395 /*!32359 AND 0 */
+     re.compile(r"/\*!(?:\d{5,6}|\d{0,6}\s*(?:and|or|xor|not|union|select|insert|update"
+                r"|delete|drop|order|group|having|limit|sleep|benchmark|if|case)\b)"),
+     "SQL inside a MySQL executable comment"),
+    ("sqli.comment_breakout",
+     # the whole input is one value and a comment that cuts off the rest: 1/* … */
+     re.compile(r"\A\s*[\w.@$-]{1,64}\s*/\*(?:[^*]|\*(?!/))*\*/\s*\Z"),
+     "value followed by a comment that cuts off the query"),
+]
+
 
 def _features(prepared: Prepared, view: str) -> frozenset[str]:
     """The gate features ``view`` has: gate words it holds, ``name(`` for gate calls, and
@@ -374,6 +438,11 @@ def scan_sqli(prepared: Prepared) -> list[Finding]:
         match = pattern.search(text)
         if match:
             return [Finding("sqli", rule, message, excerpt(text, match))]
+    if "/*" in text:  # comments are gone from the views below
+        for rule, pattern, message in _COMMENT_RULES:
+            match = pattern.search(text)
+            if match:
+                return [Finding("sqli", rule, message, excerpt(text, match))]
     found = _shape(text)
     if found is None and prepared.form_encoded:
         found = _shape(prepared.form_text)

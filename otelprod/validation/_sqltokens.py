@@ -39,7 +39,7 @@ _TOKEN = re.compile(
     r"|(/\*(?!!)[^*]*(?:\*+[^*/][^*]*)*(?:\*+/)?)"        # 11 block comment
     r"|(/\*!\d{0,6}|\*/)"                                 # 12 MySQL executable-comment markers
     r"|(\|\||&&)"                                         # 13 logical operator
-    r"|(@@?[\w.$]*)"                                      # 14 variable
+    r"|(@@?(?:[\w.$]+|\"[^\"]*\"|'[^']*'|\x60[^\x60]*\x60)?)"  # 14 variable (@"quoted" too)
     r"|(!)"                                               # 15 not
     r"|([-+*/%^|&~]|:=)"                                  # 16 arithmetic
     r"|(\S)"                                              # 17 anything else
