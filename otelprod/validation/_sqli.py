@@ -262,9 +262,11 @@ _RULES: list[_Rule] = [
          r"|concat|version|database|user|ascii|substr\w*|count|sleep|benchmark)\s*\()"
          # SELECT a literal WHERE literals compare, no table: (SELECT 9350 WHERE 8850=8850
          rf"|\(\s*select\s+{_LITERAL}\s+where\s+{_LITERAL}\s*{_COMPARISON}\s*{_LITERAL}"
-         # a quantified comparison with a subquery of literals: 1 - ANY(SELECT 1,2)
-         rf"|(?:any|some|all)\s*\(\s*select\s+{_LITERAL}(?:\s*,\s*{_LITERAL})*\s*\)"
      ),
+     "parenthesised SELECT in an expression"),
+    ("sqli.subquery", _gate("any(", "some(", "all("),
+     # a quantified comparison with a subquery of literals: 1 - ANY(SELECT 1,2)
+     re.compile(rf"(?:any|some|all)\s*\(\s*select\s+{_LITERAL}(?:\s*,\s*{_LITERAL})*\s*\)"),
      "parenthesised SELECT in an expression"),
     ("sqli.conditional", _gate("if(", "iif("),
      re.compile(

@@ -38,7 +38,7 @@ _ACTIVE_DATA = (
 )
 _DANGEROUS_TAGS = (
     r"iframe|frame|frameset|object|embed|applet|meta|base|link|style|svg|math|xml"
-    r"|import|bgsound|layer|ilayer|isindex|portal"
+    r"|import|bgsound|layer|ilayer|isindex|portal|listener|xsl:stylesheet|xsl:transform"
 )
 
 # Calls that reach a sink (found with a ``CallFinder``).
@@ -49,6 +49,16 @@ _SINK_CALLS = frozenset((
 # Sinks that are no call: ``document.…`` and ``….location =`` (tested as words in
 # ``_has_sink``), an index (``top["al"+"ert"]``), a tagged template (alert`1`).
 _NOT_SINKS = frozenset(("expression",))
+_SINK_NAMES = "(?:" + "|".join(sorted(_SINK_CALLS - {"function", "import"})) + ")"
+# the DOM events attacks hang handlers on (a list, so that "online=true" stays a word)
+_DOM_EVENTS = (
+    r"error|load|unload|beforeunload|click|dblclick|auxclick|contextmenu|mouse[a-z]{2,10}"
+    r"|pointer[a-z]{2,10}|key(?:down|up|press)|focus(?:in|out)?|blur|change|input|submit|reset"
+    r"|select|scroll|resize|toggle|begin|end|repeat|animation[a-z]{3,9}|transition[a-z]{3,9}"
+    r"|drag[a-z]{0,5}|drop|copy|cut|paste|play(?:ing)?|pause|abort|hashchange|message|pageshow"
+    r"|pagehide|popstate|readystatechange|touch[a-z]{3,6}|wheel|search|show|invalid|activate"
+    r"|beforeactivate|afterprint|beforeprint|propertychange|filterchange|start|finish|bounce"
+)
 _CALL_FINDER = CallFinder(_SINK_CALLS | _NOT_SINKS)
 _SCRIPT_OBJECTS = ("window", "self", "top", "parent", "this", "frames", "globalthis", "document")
 _INDEXED_SINK = re.compile(r"(?:window|self|top|parent|this|frames|globalthis)\s*\[")
@@ -76,7 +86,9 @@ _RULES: list[_Rule] = [
      re.compile(r"<\s*/?\s*script(?![\w-])"),
      "script element"),
     ("xss.dangerous_tag", _gate("<"), "compact",
-     re.compile(rf"<\s*(?:{_DANGEROUS_TAGS})(?![\w-])"),
+     # also XML processing instructions that load code (XSLT, IE behaviours)
+     re.compile(rf"<\s*(?:{_DANGEROUS_TAGS})(?![\w-])"
+                r"|<\?\s*(?:xml-stylesheet|import|xml:namespace)(?![\w-])"),
      "element that loads or runs active content (iframe, object, svg, style, meta, …)"),
     ("xss.event_handler", _gate("<"), "lower",
      # inside a tag: any on* attribute; quoted values may hold '<' and '>'
@@ -89,9 +101,15 @@ _RULES: list[_Rule] = [
      # no tag needed: a value that closes its quote and adds a handler that calls code;
      # not a script variable (``var onload = init()``). The pattern starts with its literal
      # "on" and looks behind from there, so the regex engine jumps from one "on" to the next.
+     # ("+" is a space in a form-encoded value)
      re.compile(
-         r"on(?<![^\s\"'\x60/;]on)(?<!var on)(?<!let on)(?<!const on)[a-z]{2,40}\s*=\s*"
-         r"[\"'\x60]?\s*[\w$.\[\]'\"]{0,60}?(?:[(\x60]|\s*=)"
+         r"on(?<![^\s\"'\x60/;+]on)(?<!var on)(?<!let on)(?<!const on)(?:[a-z]{2,40}\s*=\s*"
+         r"[\"'\x60]?\s*(?:[\w$.\[\]'\"]{0,60}?(?:[(\x60]|\s*=)"
+         # a sink as the handler itself: onerror=eval
+         rf"|{_SINK_NAMES}(?![\w$.])"
+         # a DOM event's handler, whatever it runs: onerror=KCF (not a keyword argument,
+         # ``rmtree(path, onerror=handler)``)
+         rf")|(?<!,\son)(?<!,on)(?<!\(on)(?:{_DOM_EVENTS})=[^\s>])"
      ),
      "event handler injected into an attribute"),
     ("xss.script_url", _gate("script:"), "compact",
@@ -99,6 +117,10 @@ _RULES: list[_Rule] = [
          rf"(?<![a-z]){_URL_SCHEMES}\s*:(?!\s)"
          rf"|[=(\"'\x60,]\s*{_URL_SCHEMES}\s*:"
      ),
+     "javascript:/vbscript: URL"),
+    ("xss.script_url", _gate("="), "compact",
+     # an attribute value whose scheme is spread out by spaces: src=javasc ript:
+     re.compile(r"=[\"'\x60]?(?:j\s*a\s*v\s*a|v\s*b)\s*s\s*c\s*r\s*i\s*p\s*t\s*:"),
      "javascript:/vbscript: URL"),
     ("xss.data_url", _gate("data:"), "compact",
      re.compile(
@@ -111,8 +133,11 @@ _RULES: list[_Rule] = [
      re.compile(r"[:=]\s*[\"']?\s*expression\s*\(|(?:-moz-binding|behavior)\s*:\s*url\s*\("),
      "CSS that runs script (expression(), -moz-binding, behavior)"),
     ("xss.css_obfuscation", _gate("style="), "lower",
-     re.compile(r"style(?<![\w-]style)\s*=\s*[\"'\x60]?[^\"'\x60<>=]{0,200}?(?:\\|/\*)"),
-     "style attribute hidden behind CSS escapes or comments"),
+     # escapes, comments, or brackets and braces no declaration needs (a JSX style={{…}}
+     # object is no CSS)
+     re.compile(r"style(?<![\w-]style)\s*=\s*(?:[\"'\x60]?[^\"'\x60<>=]{0,200}?(?:\\|/\*)"
+                r"|\"[^\"<>]{0,200}?[\[\]{}]|'[^'<>]{0,200}?[\[\]{}]|(?![{\"'])[^\s<>]{0,200}?[\[\]{}])"),
+     "style attribute hidden behind CSS escapes, comments or brackets"),
     ("xss.js_entity", _gate("&{"), "lower",
      re.compile(r"&\{"),
      "Netscape JavaScript entity &{…}"),
@@ -136,8 +161,24 @@ _RULES: list[_Rule] = [
          + r")[^\[\]]{1,200}\]\s*[(\x60]"),
      "script call through a computed property name"),
     ("xss.xml_entity", _gate("<!"), "lower",
-     re.compile(r"<!entity\s+%?\s*[\w.-]+\s+(?:system|public)\b|<!doctype[^>\[]{0,200}\[\s*<!entity"),
+     # declarations in a DOCTYPE's internal subset, or a DTD loaded from elsewhere
+     re.compile(r"<!entity\s+%?\s*[\w.-]+\s+(?:system|public)\b"
+                r"|<!doctype[^>\[]{0,200}\[\s*<!(?:entity|attlist|element)"
+                r"|<!doctype\s+[\w:.-]+\s+system\s+(?![\"']about:legacy-compat)"),
      "XML external entity declared in a DOCTYPE"),
+    ("xss.event_handler", _gate("<"), "lower",
+     # XML Events: listeners declared through their namespace
+     re.compile(r"xmlns(?::[\w-]+)?\s*=\s*[\"']?\s*https?://www\.w3\.org/2001/xml-events"),
+     "event listener declared through XML Events"),
+    ("xss.dangerous_tag", _gate("<"), "lower",
+     # IE data binding renders a data source's field as HTML
+     re.compile(r"data(?<![\w-]data)(?:src|formatas)\s*="),
+     "data binding that renders fetched content as HTML (datasrc, dataformatas)"),
+    ("xss.dangerous_tag", _gate("<"), "lower",
+     # an SVG animation that rewrites a link's target
+     re.compile(r"<(?:set|animate)(?![\w-])[^<>]{0,200}?attributename\s*=\s*[\"']?\s*"
+                r"(?:xlink:)?href\b"),
+     "SVG animation that rewrites a link"),
     ("xss.css_injection", _gate("style="), "lower",
      re.compile(r"style\s*=\s*[\"'\x60]?[^\"'\x60<>=]{0,200}?(?:url\s*\(|@import|expression\s*\()"),
      "style attribute that loads a resource or runs CSS"),
@@ -172,8 +213,10 @@ def _features(prepared: Prepared) -> frozenset[str]:
     """
     low = prepared.lower
     found: set[str] = set()
-    if "<!" in low:
-        found.add("<!")
+    if "<" in low:
+        found.add("<")
+        if "<!" in low:
+            found.add("<!")
     if "{" in low:
         if "{{" in low or "${" in low:
             found.add("{{")
