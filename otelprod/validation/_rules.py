@@ -36,6 +36,22 @@ class GatedRules(Generic[_R]):
         return selected
 
 
+def combine(patterns: Sequence[re.Pattern[str]]) -> re.Pattern[str]:
+    """One pattern for several, so a text costs one search: group ``p<i>`` is the i-th.
+
+    The leftmost match wins and, at one position, the earliest pattern; the patterns
+    must have no groups of their own.
+    """
+    assert all(pattern.groups == 0 for pattern in patterns)
+    return re.compile("|".join(f"(?P<p{i}>{pattern.pattern})"
+                               for i, pattern in enumerate(patterns)))
+
+
+def combined_index(match: re.Match[str]) -> int:
+    """Which of the ``combine``d patterns matched."""
+    return int((match.lastgroup or "p0")[1:])
+
+
 def excerpt(text: str, match: re.Match[str]) -> str:
     """The matched piece of ``text``, cut to a readable length."""
     start, end = match.span()

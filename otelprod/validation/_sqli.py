@@ -24,7 +24,7 @@ from typing import Any
 
 from otelprod.validation._decode import CallFinder, Prepared, prepare
 from otelprod.validation._result import Finding
-from otelprod.validation._rules import GatedRules, excerpt
+from otelprod.validation._rules import GatedRules, combine, combined_index, excerpt
 from otelprod.validation._sqltokens import fingerprint
 
 # --- shapes over fingerprints (classes are listed in _sqltokens) ---------------------------
@@ -130,19 +130,8 @@ _AFTER_QUOTE = re.compile(
 )
 
 
-def _combined(shapes: list[_Shape]) -> tuple[re.Pattern[str], dict[str, _Shape]]:
-    """One pattern for a list of shapes, so a reading costs one search, not one per shape.
-
-    The leftmost match wins and, at one position, the earliest shape: most shapes are
-    anchored at the start, where they are tried in their order.
-    """
-    names = {f"s{i}": shape for i, shape in enumerate(shapes)}
-    pattern = "|".join(f"(?P<{name}>{shape[1].pattern})" for name, shape in names.items())
-    return re.compile(pattern), names
-
-
-_QUOTED_ANY, _QUOTED_NAMES = _combined(_QUOTED)
-_BARE_ANY, _BARE_NAMES = _combined(_BARE)
+_QUOTED_ANY = combine([pattern for _, pattern, _ in _QUOTED])
+_BARE_ANY = combine([pattern for _, pattern, _ in _BARE])
 
 
 def _shape(text: str) -> Finding | None:
@@ -151,7 +140,7 @@ def _shape(text: str) -> Finding | None:
         fp = fingerprint(text)
         match = _BARE_ANY.search(fp)
         if match:
-            rule, _, message = _BARE_NAMES[match.lastgroup or ""]
+            rule, _, message = _BARE[combined_index(match)]
             return Finding("sqli", rule, message, text[:80])
         if _BARE_COMMENT_FP.fullmatch(fp) and _BARE_COMMENT_TEXT.fullmatch(text):
             return Finding("sqli", "sqli.comment_breakout",
@@ -166,7 +155,7 @@ def _shape(text: str) -> Finding | None:
         fp = fingerprint(text, at + 1)
         match = _QUOTED_ANY.search(fp)
         if match:
-            rule, _, message = _QUOTED_NAMES[match.lastgroup or ""]
+            rule, _, message = _QUOTED[combined_index(match)]
             return Finding("sqli", rule, message, text[at : at + 80])
         blank_prefix = text[:at].isspace() or not at
         after_value = (_OPERATOR_NEXT.match(text, at + 1) if blank_prefix
@@ -405,6 +394,7 @@ _GATE_CALL_FINDER = CallFinder(feature[:-1] for _, gate, _, _ in _RULES for feat
                                if feature.endswith("("))
 _UNION_SELECT = _RULES[0]
 _GATED = GatedRules(_RULES, lambda rule: rule[1])
+assert all(gate for _, gate, _, _ in _RULES)
 
 # (rule id, pattern, message) tried on the text itself when it has a block comment
 _COMMENT_RULES: list[_Shape] = [
@@ -454,7 +444,10 @@ def scan_sqli(prepared: Prepared) -> list[Finding]:
     views = (prepared.sql_variants if prepared.form_encoded or "/*" in text or "\n" in text
              else (text,))
     for view in views:
-        for rule, _, pattern, message in _GATED.select(_features(prepared, view)):
+        features = _features(prepared, view)
+        if not features:
+            continue  # every rule has a gate
+        for rule, _, pattern, message in _GATED.select(features):
             match = pattern.search(view)
             if match:
                 return [Finding("sqli", rule, message, excerpt(view, match))]

@@ -18,7 +18,7 @@ from typing import Any
 
 from otelprod.validation._decode import CallFinder, Prepared, prepare
 from otelprod.validation._result import Finding
-from otelprod.validation._rules import GatedRules, excerpt
+from otelprod.validation._rules import GatedRules, combine, combined_index, excerpt
 
 # Calls and properties that turn a string into running code or leak the session.
 _SINK = (
@@ -62,8 +62,7 @@ _DOM_EVENTS = (
 _CALL_FINDER = CallFinder(_SINK_CALLS | _NOT_SINKS)
 _SCRIPT_OBJECTS = ("window", "self", "top", "parent", "this", "frames", "globalthis", "document")
 _INDEXED_SINK = re.compile(r"(?:window|self|top|parent|this|frames|globalthis)\s*\[")
-# a script URL's scheme, found from its literal end (``…script:``) in ``compact``
-_SCHEME_END = re.compile(r"script\s*:|mocha\s*:")
+
 _TEMPLATE_CALL = re.compile(
     r"(?:alert|confirm|prompt|eval|settimeout|setinterval|execscript|msgbox|fetch|atob|import"
     r"|function)\s*\x60"
@@ -80,14 +79,15 @@ def _gate(*features: str) -> _Gate:
 #: (rule id, gate, view of the input, pattern, message)
 _Rule = tuple[str, _Gate, str, "re.Pattern[str]", str]
 
-# in the order they are tried; the first three need nothing but a "<"
+# in the order they are tried; the first three need nothing but a "<", the fourth a scheme
 _RULES: list[_Rule] = [
     ("xss.script_tag", _gate("<"), "compact",
-     re.compile(r"<\s*/?\s*script(?![\w-])"),
+     re.compile(r"<\s*/?\s*(?:[a-z][\w-]{0,20}:)?script(?![\w-])"),
      "script element"),
     ("xss.dangerous_tag", _gate("<"), "compact",
      # also XML processing instructions that load code (XSLT, IE behaviours)
-     re.compile(rf"<\s*(?:{_DANGEROUS_TAGS})(?![\w-])"
+     # (with a namespace prefix too: <svg:script>, <ev:listener>)
+     re.compile(rf"<\s*(?:[a-z][\w-]{{0,20}}:)?(?:{_DANGEROUS_TAGS})(?![\w-])"
                 r"|<\?\s*(?:xml-stylesheet|import|xml:namespace)(?![\w-])"),
      "element that loads or runs active content (iframe, object, svg, style, meta, …)"),
     ("xss.event_handler", _gate("<"), "lower",
@@ -97,6 +97,12 @@ _RULES: list[_Rule] = [
          r"(?<=[\s/\"'\x60+;,])on[a-z]{2,40}\s*="
      ),
      "event-handler attribute inside a tag"),
+    ("xss.script_url", _gate("script:"), "compact",
+     re.compile(
+         rf"(?<![a-z]){_URL_SCHEMES}\s*:(?!\s)"
+         rf"|[=(\"'\x60,]\s*{_URL_SCHEMES}\s*:"
+     ),
+     "javascript:/vbscript: URL"),
     ("xss.attribute_breakout", _gate("="), "lower",
      # no tag needed: a value that closes its quote and adds a handler that calls code;
      # not a script variable (``var onload = init()``). The pattern starts with its literal
@@ -112,12 +118,6 @@ _RULES: list[_Rule] = [
          rf")|(?<!,\son)(?<!,on)(?<!\(on)(?:{_DOM_EVENTS})=[^\s>])"
      ),
      "event handler injected into an attribute"),
-    ("xss.script_url", _gate("script:"), "compact",
-     re.compile(
-         rf"(?<![a-z]){_URL_SCHEMES}\s*:(?!\s)"
-         rf"|[=(\"'\x60,]\s*{_URL_SCHEMES}\s*:"
-     ),
-     "javascript:/vbscript: URL"),
     ("xss.script_url", _gate("="), "compact",
      # an attribute value whose scheme is spread out by spaces: src=javasc ript:
      re.compile(r"=[\"'\x60]?(?:j\s*a\s*v\s*a|v\s*b)\s*s\s*c\s*r\s*i\s*p\s*t\s*:"),
@@ -193,7 +193,10 @@ _RULES: list[_Rule] = [
 
 _TAG_RULES = _RULES[:3]
 assert all(gate == {"<"} for _, gate, _, _, _ in _TAG_RULES)
-_OTHER_RULES = GatedRules(_RULES[len(_TAG_RULES) :], lambda rule: rule[1])
+_SCRIPT_URL = _RULES[3]
+assert _SCRIPT_URL[1] == {"script:"}
+_TAG_ANY = combine([pattern for _, _, _, pattern, _ in _TAG_RULES])
+_OTHER_RULES = GatedRules(_RULES[len(_TAG_RULES) + 1 :], lambda rule: rule[1])
 
 
 def _has_sink(low: str, calls: frozenset[str]) -> bool:
@@ -229,8 +232,6 @@ def _features(prepared: Prepared) -> frozenset[str]:
         if "style" in low:
             found.add("style=")
     if ":" in low:
-        if ("script" in low or "mocha" in low) and _SCHEME_END.search(prepared.compact):
-            found.add("script:")
         if "data:" in low:
             found.add("data:")
         if "binding" in low or "behavior" in low:
@@ -247,8 +248,19 @@ def _features(prepared: Prepared) -> frozenset[str]:
 
 def scan_xss(prepared: Prepared) -> list[Finding]:
     """The first reason ``prepared`` looks like cross-site scripting, or ``[]``."""
-    if "<" in prepared.lower:  # the commonest vectors, tried before any other feature is
-        found = _first_match(prepared, _TAG_RULES)
+    low = prepared.lower
+    if "<" in low:  # the commonest vectors, tried before any other feature is looked for
+        if prepared.compact is low:  # the views are one text: one search for the three
+            match = _TAG_ANY.search(low)
+            if match:
+                rule, _, _, _, message = _TAG_RULES[combined_index(match)]
+                return [Finding("xss", rule, message, excerpt(low, match))]
+        else:
+            found = _first_match(prepared, _TAG_RULES)
+            if found:
+                return found
+    if ":" in low and ("script" in low or "mocha" in low):  # the next commonest
+        found = _first_match(prepared, [_SCRIPT_URL])
         if found:
             return found
     features = _features(prepared)
