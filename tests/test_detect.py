@@ -286,6 +286,10 @@ BENIGN = [
     "write every test as EXISTS (SELECT 1 WHERE ...) in the docs",
     "<div style={{color: 'red'}}>x</div>", "<!DOCTYPE html>",
     "The onload event fires when the page has loaded", "the onerror= attribute",
+    # markdown: a link after "this", a badge URL's style parameter; a regex symbol in quotes
+    "Check out this [video tutorial](https://example.com/intro.html)!",
+    "[![docs](https://img.example/badge/?version=stable&style=flat)](https://docs.example/)",
+    '"^"      Matches the start of the string.',
 ]
 
 

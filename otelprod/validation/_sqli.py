@@ -169,7 +169,11 @@ def _shape(text: str) -> Finding | None:
                 if rule == "sqli.comment_breakout" and (blank_prefix
                                                         or not _SHORT_COMMENT.search(text)):
                     continue
-                if rule == "sqli.concat_breakout" and fp[-1] != "c" and not reopened:
+                if rule == "sqli.concat_breakout" and fp[-1] != "c" and (
+                        not reopened
+                        # a quoted symbol at the start of a sentence: "^" matches the start
+                        or (blank_prefix and not _AT_MOST_ONE_VALUE.fullmatch(
+                            text, text.rindex(quote) + 1))):
                     continue
                 return Finding("sqli", rule, message, text[at : at + 80])
         if reopened and _REOPEN.fullmatch(fp) and (

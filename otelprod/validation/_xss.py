@@ -133,10 +133,12 @@ _RULES: list[_Rule] = [
      re.compile(r"[:=]\s*[\"']?\s*expression\s*\(|(?:-moz-binding|behavior)\s*:\s*url\s*\("),
      "CSS that runs script (expression(), -moz-binding, behavior)"),
     ("xss.css_obfuscation", _gate("style="), "lower",
-     # escapes, comments, or brackets and braces no declaration needs (a JSX style={{…}}
-     # object is no CSS)
-     re.compile(r"style(?<![\w-]style)\s*=\s*(?:[\"'\x60]?[^\"'\x60<>=]{0,200}?(?:\\|/\*)"
-                r"|\"[^\"<>]{0,200}?[\[\]{}]|'[^'<>]{0,200}?[\[\]{}]|(?![{\"'])[^\s<>]{0,200}?[\[\]{}])"),
+     # escapes, comments, or, in a quoted attribute value, brackets and braces no
+     # declaration needs (not a URL's ``&style=flat)](…)`` in markdown, nor JSX's
+     # ``style={{…}}``)
+     re.compile(r"style(?<![\w-]style)\s*=\s*[\"'\x60]?[^\"'\x60<>=]{0,200}?(?:\\|/\*)"
+                r"|style(?<![^\s\"'/]style)\s*=\s*(?:\"[^\"<>]{0,200}?[\[\]{}]"
+                r"|'[^'<>]{0,200}?[\[\]{}])"),
      "style attribute hidden behind CSS escapes, comments or brackets"),
     ("xss.js_entity", _gate("&{"), "lower",
      re.compile(r"&\{"),
@@ -156,9 +158,10 @@ _RULES: list[_Rule] = [
     ("xss.computed_call", _gate("["), "lower",
      # window["al"+"ert"](1), top[/al/.source+/ert/.source](1): the name is computed; the
      # pattern starts with its literal "[" and looks behind it for the object
-     re.compile(r"\[(?:" + "|".join(
-         f"(?<={name}{space}\\[)" for name in _SCRIPT_OBJECTS for space in ("", r"\s"))
-         + r")[^\[\]]{1,200}\]\s*[(\x60]"),
+     # (right after the object: "this [link](url)" is markdown)
+     re.compile(r"\[(?:" + "|".join(f"(?<=[^\\w$.]{name}\\[)|(?<=^{name}\\[)"
+                                     for name in _SCRIPT_OBJECTS)
+                + r")[^\[\]]{1,200}\]\s*[(\x60]"),
      "script call through a computed property name"),
     ("xss.xml_entity", _gate("<!"), "lower",
      # declarations in a DOCTYPE's internal subset, or a DTD loaded from elsewhere
