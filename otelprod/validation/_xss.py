@@ -61,12 +61,13 @@ _DOM_EVENTS = (
 )
 _CALL_FINDER = CallFinder(_SINK_CALLS | _NOT_SINKS)
 _SCRIPT_OBJECTS = ("window", "self", "top", "parent", "this", "frames", "globalthis", "document")
-_INDEXED_SINK = re.compile(r"(?:window|self|top|parent|this|frames|globalthis)\s*\[")
+# (literal first, then what precedes it: the regex engine jumps from "[" to "[")
+_INDEXED_SINK = re.compile(r"\[(?:" + "|".join(
+    f"(?<={name}\\[)|(?<={name}\\s\\[)" for name in _SCRIPT_OBJECTS if name != "document") + ")")
 
-_TEMPLATE_CALL = re.compile(
-    r"(?:alert|confirm|prompt|eval|settimeout|setinterval|execscript|msgbox|fetch|atob|import"
-    r"|function)\s*\x60"
-)
+_TEMPLATE_CALL = re.compile(r"\x60(?:" + "|".join(
+    f"(?<={name}\\x60)|(?<={name}\\s\\x60)" for name in sorted(_SINK_CALLS - {"fromcharcode"}))
+    + ")")
 
 #: a rule's gate: the features (``_features``) of which the input must have at least one
 _Gate = frozenset[str]
