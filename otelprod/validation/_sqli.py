@@ -134,20 +134,28 @@ _QUOTED_ANY = combine([pattern for _, pattern, _ in _QUOTED])
 _BARE_ANY = combine([pattern for _, pattern, _ in _BARE])
 
 
+def _bare_shape(text: str, fp: str) -> Finding | None:
+    match = _BARE_ANY.search(fp)
+    if match:
+        rule, _, message = _BARE[combined_index(match)]
+        return Finding("sqli", rule, message, text[:80])
+    if _BARE_COMMENT_FP.fullmatch(fp) and _BARE_COMMENT_TEXT.fullmatch(text):
+        return Finding("sqli", "sqli.comment_breakout",
+                       "value followed by a comment that cuts off the query", text[:80])
+    if _BARE_COMPARISON_COMMENT_FP.fullmatch(fp) and _SHORT_COMMENT.search(text):
+        return Finding("sqli", "sqli.tautology",
+                       "comparison followed by a comment that cuts off the query", text[:80])
+    return None
+
+
 def _shape(text: str) -> Finding | None:
     """The first shape any reading of ``text`` (lower-cased) takes, or None."""
     if _BARE_START.match(text):
         fp = fingerprint(text)
-        match = _BARE_ANY.search(fp)
-        if match:
-            rule, _, message = _BARE[combined_index(match)]
-            return Finding("sqli", rule, message, text[:80])
-        if _BARE_COMMENT_FP.fullmatch(fp) and _BARE_COMMENT_TEXT.fullmatch(text):
-            return Finding("sqli", "sqli.comment_breakout",
-                           "value followed by a comment that cuts off the query", text[:80])
-        if _BARE_COMPARISON_COMMENT_FP.fullmatch(fp) and _SHORT_COMMENT.search(text):
-            return Finding("sqli", "sqli.tautology",
-                           "comparison followed by a comment that cuts off the query", text[:80])
+        # one token (a value, a string that runs to the end) takes no shape
+        found = _bare_shape(text, fp) if len(fp) > 1 else None
+        if found:
+            return found
     for quote in "'\"":
         at = text.find(quote)
         if at < 0 or not _AFTER_QUOTE.match(text, at + 1):
@@ -445,7 +453,8 @@ def scan_sqli(prepared: Prepared) -> list[Finding]:
     if found is not None:
         return [found]
     # the views differ from the text only with comments or a form encoding
-    views = (prepared.sql_variants if prepared.form_encoded or "/*" in text or "\n" in text
+    views = (prepared.sql_variants
+             if prepared.form_encoded or "/*" in text or (prepared.controls and "\n" in text)
              else (text,))
     for view in views:
         features = _features(prepared, view)
