@@ -113,20 +113,24 @@ _KEYWORD_AFTER_VALUE = (
     r"(?:and|or|xor|eqv|imp|not|union|intersect|except|where|order|group|having|limit|from|procedure"
     r"|into|like|rlike|regexp|is|in|between|div|mod|sounds)\b"
 )
+_AFTER_QUOTE_SOURCE = (
+    # (not the markup of ``"><script>``: a tag after the quote)
+    r"[\s)]*(?:[-+*/%^|&=!~;#('\"]|<(?![a-z/!?])|>(?!\s*<)"
+    r"|(?:select|insert|update|delete|drop|exec|execute|declare|waitfor|shutdown|create|begin"
+    r"|binary|collate|case)\b|" + _KEYWORD_AFTER_VALUE + ")"
+)
+_AFTER_QUOTE = re.compile(_AFTER_QUOTE_SOURCE)
 _BARE_START = re.compile(
-    r"[\s(+~!-]*(?:[\d.@'\";]|&&|\|\||--|#|/\*"
+    r"[\s(+~!-]*(?:[\d.@;]|&&|\|\||--|#|/\*"
+    # a string the input closes and goes on after as SQL (``'a'='a``); not a quoted
+    # attribute (``"><meta http-equiv="refresh"``), nor one that runs to the end (one token)
+    r"|(?:'[^'\\]*(?:\\.[^'\\]*)*'|\"[^\"\\]*(?:\\.[^\"\\]*)*\")(?=" + _AFTER_QUOTE_SOURCE + ")"
     r"|(?:select|union|case|order|group|and|or|xor|not|insert|update|delete|drop|exec|execute"
     r"|declare|waitfor|shutdown|create|truncate|alter|having|limit|where|procedure|into|from"
     r"|binary)\b"
     # a name, then an operator (not the hyphen of ``e-mail``, ``bpo-1234``) or a keyword
     r"|[\w$.\x60\[\]]+(?:\s*(?:[()=<>!;|&^%*/+]|-(?![a-z0-9])|#)|\s+" + _KEYWORD_AFTER_VALUE
     + "))"
-)
-_AFTER_QUOTE = re.compile(
-    # (not the markup of ``"><script>``: a tag after the quote)
-    r"[\s)]*(?:[-+*/%^|&=!~;#('\"]|<(?![a-z/!?])|>(?!\s*<)"
-    r"|(?:select|insert|update|delete|drop|exec|execute|declare|waitfor|shutdown|create|begin"
-    r"|binary|collate|case)\b|" + _KEYWORD_AFTER_VALUE + ")"
 )
 
 
