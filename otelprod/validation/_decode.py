@@ -10,18 +10,20 @@ linear pass; nothing here can backtrack.
 
 from __future__ import annotations
 
+import functools
 import html
 import operator
 import re
 import unicodedata
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
-from urllib.parse import unquote, unquote_to_bytes
+from urllib.parse import unquote
 
 #: how many times a layer of encoding is peeled before giving up (``%252527``)
 MAX_DECODE_ROUNDS = 4
 
 _PCT_U = re.compile(r"%u([0-9a-fA-F]{4})")
+_ESCAPE_RUN = re.compile(r"(?:%[0-9a-fA-F]{2})+")
 _JS_ESCAPE = re.compile(
     r"\\(?:u\{([0-9a-fA-F]{1,6})\}|u([0-9a-fA-F]{4})|x([0-9a-fA-F]{2})|(0)(?![0-9]))"
 )
@@ -74,12 +76,17 @@ def to_text(value: Any) -> tuple[str, list[str]]:
 
 
 def _utf7_char(match: re.Match[str]) -> str:
+    return _utf7_markup(match.group(0), match.group(1))
+
+
+@functools.lru_cache(maxsize=256)  # an input repeats a few chunks many times (+ADw-+ADw-…)
+def _utf7_markup(chunk: str, body: str) -> str:
     try:
-        decoded = ("+" + match.group(1) + "-").encode("ascii").decode("utf-7")
+        decoded = ("+" + body + "-").encode("ascii").decode("utf-7")
     except Exception:
-        return match.group(0)
+        return chunk
     # only the markup characters the trick is about; "+1" stays "+1"
-    return decoded if decoded and all(c in "<>\"'`=()/&;:" for c in decoded) else match.group(0)
+    return decoded if decoded and all(c in "<>\"'`=()/&;:" for c in decoded) else chunk
 
 
 def _js_unescape(match: re.Match[str]) -> str:
@@ -99,7 +106,13 @@ def _percent_decode(text: str) -> str:
     bytes (``1%A0UNION``: a no-break space, which NFKC then makes a space)."""
     if not text.isascii():
         return unquote(text, errors="replace")
-    raw = unquote_to_bytes(text)  # several times faster than unquote() on ASCII text
+    # a run of escapes at a time: unquote() works "%" by "%" in Python, and raises and
+    # catches an exception for every "%" that starts no escape
+    return _ESCAPE_RUN.sub(_decode_escape_run, text)
+
+
+def _decode_escape_run(match: re.Match[str]) -> str:
+    raw = bytes.fromhex(match.group(0).replace("%", ""))
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:

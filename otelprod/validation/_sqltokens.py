@@ -92,10 +92,17 @@ def tokens(text: str, start: int = 0, *, after_quote: bool = False) -> str:
     previous = ""  # the class of the token before
     select_list = False  # a SELECT's column and table names may stand side by side
     room = MAX_TOKENS
+    # comments and executable-comment markers are read past without a class: they count
+    # here, so that ``/*/*/*…`` is not read to its end
+    steps = 4 * MAX_TOKENS
     end = len(text)
     classes = _GROUP_CLASS
     values = _VALUES
     for match in _TOKEN.finditer(text, start):
+        steps -= 1
+        if not steps:
+            out.append("X")
+            break
         group = match.lastindex or _ANYTHING_ELSE
         cls = classes[group]
         if not cls:

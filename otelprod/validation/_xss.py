@@ -62,10 +62,10 @@ _DOM_EVENTS = (
 _CALL_FINDER = CallFinder(_SINK_CALLS | _NOT_SINKS)
 _SCRIPT_OBJECTS = ("window", "self", "top", "parent", "this", "frames", "globalthis", "document")
 # (literal first, then what precedes it: the regex engine jumps from "[" to "[")
-_INDEXED_SINK = re.compile(r"\[(?:" + "|".join(
+_INDEXED_SINK = re.compile(r"\[(?<=[a-z\s]\[)(?:" + "|".join(
     f"(?<={name}\\[)|(?<={name}\\s\\[)" for name in _SCRIPT_OBJECTS if name != "document") + ")")
 
-_TEMPLATE_CALL = re.compile(r"\x60(?:" + "|".join(
+_TEMPLATE_CALL = re.compile(r"\x60(?<=[a-z\s]\x60)(?:" + "|".join(
     f"(?<={name}\\x60)|(?<={name}\\s\\x60)" for name in sorted(_SINK_CALLS - {"fromcharcode"}))
     + ")")
 
@@ -160,7 +160,7 @@ _RULES: list[_Rule] = [
      # window["al"+"ert"](1), top[/al/.source+/ert/.source](1): the name is computed; the
      # pattern starts with its literal "[" and looks behind it for the object
      # (right after the object: "this [link](url)" is markdown)
-     re.compile(r"\[(?:" + "|".join(f"(?<=[^\\w$.]{name}\\[)|(?<=^{name}\\[)"
+     re.compile(r"\[(?<=[a-z]\[)(?:" + "|".join(f"(?<=[^\\w$.]{name}\\[)|(?<=^{name}\\[)"
                                      for name in _SCRIPT_OBJECTS)
                 + r")[^\[\]]{1,200}\]\s*[(\x60]"),
      "script call through a computed property name"),
