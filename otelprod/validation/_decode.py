@@ -17,13 +17,14 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_to_bytes
 
 #: how many times a layer of encoding is peeled before giving up (``%252527``)
 MAX_DECODE_ROUNDS = 4
 
 _PCT_U = re.compile(r"%u([0-9a-fA-F]{4})")
 _ESCAPE_RUN = re.compile(r"(?:%[0-9a-fA-F]{2})+")
+_MANY_PERCENT_SIGNS = 64
 _JS_ESCAPE = re.compile(
     r"\\(?:u\{([0-9a-fA-F]{1,6})\}|u([0-9a-fA-F]{4})|x([0-9a-fA-F]{2})|(0)(?![0-9]))"
 )
@@ -106,13 +107,18 @@ def _percent_decode(text: str) -> str:
     bytes (``1%A0UNION``: a no-break space, which NFKC then makes a space)."""
     if not text.isascii():
         return unquote(text, errors="replace")
-    # a run of escapes at a time: unquote() works "%" by "%" in Python, and raises and
-    # catches an exception for every "%" that starts no escape
-    return _ESCAPE_RUN.sub(_decode_escape_run, text)
+    if text.count("%") > _MANY_PERCENT_SIGNS:
+        # unquote_to_bytes raises and catches an exception for every "%" that starts no
+        # escape: on such text, a run of escapes at a time
+        return _ESCAPE_RUN.sub(_decode_escape_run, text)
+    return _utf8_or_latin1(unquote_to_bytes(text))  # several times faster than unquote()
 
 
 def _decode_escape_run(match: re.Match[str]) -> str:
-    raw = bytes.fromhex(match.group(0).replace("%", ""))
+    return _utf8_or_latin1(bytes.fromhex(match.group(0).replace("%", "")))
+
+
+def _utf8_or_latin1(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
