@@ -28,12 +28,13 @@ from tests.corpora import (
 )
 
 #: detection targets per file (both parts); libinjection's own data is its training set, where
-#: it scores 99.5-100 %: these are the floors this detector holds there, not the goal
+#: it scores 99.5-100 %. rsnake's held-out part is 14 lines, one of them the first line of a
+#: multi-line Flash vector (``a="get";``) that is no attack on its own.
 DETECTION_TARGETS = {
-    "sqli-libinjection-data.txt": 0.94,
-    "sqli-libinjection-forums.txt": 0.995,
-    "sqli-libinjection-unittests.txt": 0.80,
-    "xss-libinjection-data.txt": 0.96,
+    "sqli-libinjection-data.txt": 0.99,
+    "sqli-libinjection-forums.txt": 0.998,
+    "sqli-libinjection-unittests.txt": 0.95,
+    "xss-libinjection-data.txt": 0.99,
     "xss-rsnake.txt": 0.92,
 }
 DEFAULT_TARGET = 0.95
@@ -153,6 +154,23 @@ XSS_FAMILIES = [
     "<!DOCTYPE x [<!ENTITY xxe SYSTEM \"file:///etc/passwd\">]><x>&xxe;</x>",
     "<div style=\"background-image:url(//evil.example/x.png)\">",
     "<p style=\"@import 'http://evil.example/x.css';\">",
+    # DTD declarations, XML processing instructions and namespaces that run or load code
+    "<!DOCTYPE d [<!ATTLIST a onclick CDATA \"alert(1)\">]><a/>",
+    "<!DOCTYPE note SYSTEM \"http://evil.example/x.dtd\"><note>&e;</note>",
+    "<?xml-stylesheet href=\"//evil.example/x.xsl\" type=\"text/xsl\"?><doc/>",
+    "<xsl:transform version=\"1.0\"></xsl:transform>",
+    "<ev:listener event=\"click\" handler=\"#h\"/>",
+    "<doc xmlns:e=\"http://www.w3.org/2001/xml-events\" e:event=\"load\"/>",
+    "<svg:script>alert(1)</svg:script>",
+    # data binding, an animation that rewrites a link, CSS that breaks out of its block
+    "<span datasrc=\"#d\" datafld=\"f\" dataformatas=\"html\"></span>",
+    "<animate attributeName=\"xlink:href\" values=\"//evil.example\"/>",
+    "<p style=\"color:red}body{background:url(x)\">x</p>",
+    # a scheme spread out by spaces, handlers that name a sink or run anything
+    "<img src=vb script:msgbox(1)>",
+    "<img src=x onerror=prompt>",
+    "\"+onfocus=alert(1)+autofocus+\"",
+    "' autofocus onfocus=KCF '",
 ]
 
 SQLI_FAMILIES = [
@@ -201,6 +219,22 @@ SQLI_FAMILIES = [
     # written the way libinjection's data writes it: URL-encoded, + for space
     "foo%27+and+1%2B2%2B3%3D6--",
     "1%29+or+%281%3D1",
+    # an operator in SQL's quotes between single values, or after a blank
+    "x 'OR' y", "'XOR'", "7 '>=' 3", "name 'NOT REGEXP' pattern", "  ' / 2 / 2 ='",
+    # a comparison of literals cut off by a short comment
+    "2 <> 3 --", "(2) in (char(65)) #",
+    # statements other than SELECT stacked after a value or a quote
+    "5; CALL proc(@x)", "1; LOAD XML INFILE 'f'", "9; DO (2=2)",
+    "x'; IF 2=2 DROP TABLE t--", "'; WHILE 1=1 SHUTDOWN--", "1; IF EXISTS (SELECT 1)",
+    "EXEC sp_who @loginame = 'sa'",
+    # conditions on two literals: IF/IIF, CASE WHEN; SELECT with no table
+    "x, IIF(3=4,x,1/0)", "(CASE WHEN (5=6) THEN 1 ELSE 0 END)", "a + (SELECT 7 WHERE 3=3 AND 2=1)",
+    "1 + ALL(SELECT 1,2)",
+    # information functions, character-at-a-time extraction, executable comments
+    "VERSION() LIKE 'x%'", "CHARSET(USER())", "5 + ORD(MID(password,1,1))",
+    "7 /*!50000 OR 1=1 */", "abc/* anything at all */",
+    # null bytes and bytes that are no UTF-8 as separators, a list after UNION
+    "1%00UNION%00SELECT%002", "1%A0UNION%A0SELECT%A02", "5 union 1,2,3--",
 ]
 
 
@@ -244,6 +278,18 @@ BENIGN = [
     # a quoted symbol in documentation
     'Formerly, "^" characters in the search string were ignored.',
     "Sleep (8 hours) and drink water",
+    # a quoted word in a sentence, a double-quoted search word, a keyword argument
+    "the 'like' keyword matches case-blind", '"LIKE" STAMP', "select 'and'",
+    "shutil.rmtree(path, onerror=remove_readonly)", "os.walk(top, onerror=log)",
+    # arithmetic and a comment in prose, SQL in documentation, JSX, doctypes
+    "2 + 2 = 4 -- as everyone knows", "version () → text",
+    "write every test as EXISTS (SELECT 1 WHERE ...) in the docs",
+    "<div style={{color: 'red'}}>x</div>", "<!DOCTYPE html>",
+    "The onload event fires when the page has loaded", "the onerror= attribute",
+    # markdown: a link after "this", a badge URL's style parameter; a regex symbol in quotes
+    "Check out this [video tutorial](https://example.com/intro.html)!",
+    "[![docs](https://img.example/badge/?version=stable&style=flat)](https://docs.example/)",
+    '"^"      Matches the start of the string.',
 ]
 
 

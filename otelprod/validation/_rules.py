@@ -1,22 +1,55 @@
-"""What the rule-based detectors (``_sqli``, ``_xss``) share: gates and excerpts."""
+"""What the rule-based detectors (``_sqli``, ``_xss``) share: gate selection and excerpts."""
 
 from __future__ import annotations
 
 import re
-
-# A cheap test that must pass before a rule's pattern runs: any of these substrings, or a
-# match of a pattern that cannot backtrack. Most input never reaches the real patterns.
-Gate = tuple[str, ...] | re.Pattern[str]
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
 
 _EXCERPT_CHARS = 80
 
+_R = TypeVar("_R")
 
-def passes(gate: Gate, text: str) -> bool:
-    if isinstance(gate, tuple):
-        # substring tests: C's substring search beats a regex alternation, which tries
-        # every alternative at every position
-        return any(word in text for word in gate)
-    return gate.search(text) is not None
+
+class GatedRules(Generic[_R]):
+    """Rules in their order, each with a gate: the features of which an input needs one.
+
+    ``select(features)`` is the rules whose gates an input with those ``features`` passes
+    (rules with an empty gate always), in order, remembered per set of features (inputs
+    share a few dozen sets at most): no rule is looked at only to be skipped.
+    """
+
+    _MAX_REMEMBERED = 4096
+
+    def __init__(self, rules: Sequence[_R], gate: Callable[[_R], frozenset[str]]) -> None:
+        self.rules = list(rules)
+        self._gates = [gate(rule) for rule in self.rules]
+        self._selected: dict[frozenset[str], list[_R]] = {}
+
+    def select(self, features: frozenset[str]) -> list[_R]:
+        selected = self._selected.get(features)
+        if selected is None:
+            selected = [rule for rule, gate in zip(self.rules, self._gates, strict=True)
+                        if not gate or not gate.isdisjoint(features)]
+            if len(self._selected) < self._MAX_REMEMBERED:
+                self._selected[features] = selected
+        return selected
+
+
+def combine(patterns: Sequence[re.Pattern[str]]) -> re.Pattern[str]:
+    """One pattern for several, so a text costs one search: group ``p<i>`` is the i-th.
+
+    The leftmost match wins and, at one position, the earliest pattern; the patterns
+    must have no groups of their own.
+    """
+    assert all(pattern.groups == 0 for pattern in patterns)
+    return re.compile("|".join(f"(?P<p{i}>{pattern.pattern})"
+                               for i, pattern in enumerate(patterns)))
+
+
+def combined_index(match: re.Match[str]) -> int:
+    """Which of the ``combine``d patterns matched."""
+    return int((match.lastgroup or "p0")[1:])
 
 
 def excerpt(text: str, match: re.Match[str]) -> str:

@@ -22,9 +22,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from otelprod.validation._decode import Prepared, prepare
+from otelprod.validation._decode import CallFinder, Prepared, prepare
 from otelprod.validation._result import Finding
-from otelprod.validation._rules import Gate, excerpt, passes
+from otelprod.validation._rules import GatedRules, combine, combined_index, excerpt
 from otelprod.validation._sqltokens import fingerprint
 
 # --- shapes over fingerprints (classes are listed in _sqltokens) ---------------------------
@@ -64,7 +64,7 @@ _QUOTED_AFTER_VALUE: list[_Shape] = [
 ]
 # read from the start, as a number or a name
 _BARE: list[_Shape] = [
-    ("sqli.union_select", re.compile(r"Uk?o?E|^[1v]U[kc]*$"),
+    ("sqli.union_select", re.compile(r"Uk?o?E|^[1v]U[kc]*$|^[1v]U[1v](?:,[1v])+"),
      "UNION SELECT joins an attacker's query"),
     ("sqli.tautology",
      re.compile(rf"^{_V}?&(?={_V}{_CHAIN}*=)(?=[^cUgG;]*[1svf]){_V}{_CHAIN}*(?:c|;|$|U|g|G)"
@@ -80,7 +80,7 @@ _BARE: list[_Shape] = [
     ("sqli.clause_breakout",
      re.compile(rf"^{_V}?(?:G[1f]|g[1vf])(?:,{_V})*(?:c|$|U|&|;|g)"
                 rf"|^{_V}g(?:{_VS}{_CHAIN}+|n{_CHAIN}*={_VS}|{_VS}(?:,{_V})*[c;U])"
-                rf"|^{_V}F{_TABLES}g"),
+                rf"|^{_V}F{_TABLES}g|^[1v]&[1vf]{_CHAIN}*G"),
      "ORDER BY / GROUP BY / HAVING / WHERE appended to a value"),
     ("sqli.conditional", re.compile(rf"C{_V}?w{_V}{_CHAIN}*w"), "CASE WHEN driving the query"),
     ("sqli.statement",
@@ -91,13 +91,18 @@ _BARE: list[_Shape] = [
      "a whole SQL statement where a value was expected"),
 ]
 _BARE_COMMENT_FP = re.compile(r"[1vfs]c")
+# a comparison of literals, then a short comment cuts off the rest: ``1!=0--``,
+# ``(1) in (binary('b')) --`` (prose has words in its comments: ``2 + 2 = 4 -- as ever``)
+_BARE_COMPARISON_COMMENT_FP = re.compile(r"(?=[^c]*=)[1sv](?:[o=][1svf])+c")
 # ``1--``, ``(1)#``: no words before the comment and at most one after it
 _BARE_COMMENT_TEXT = re.compile(
     r"(?:\s*\(.*|[^a-z]*|\s*@@?[\w.]+\s*)(?:--|#|/\*)\s*\S*\s*(?:\*/)?", re.DOTALL
 )
 _VALUE_PREFIX = re.compile(r"\s*[\w.@$:/-]{1,64}")
 _SHORT_COMMENT = re.compile(r"(?:--|#|/\*)\s*\S*\s*$")
-_REOPEN = re.compile(r"B[o=&]s")
+_REOPEN = re.compile(r"B(?:[o=&][1v])*[o=&]s")
+_AT_MOST_ONE_VALUE = re.compile(r"\s*(?:[\w.@$-]{1,64}\s*)?")
+_LONE_VALUES = ("", "1", "n", "v")  # fingerprints of nothing or one value, no keyword
 # with nothing before the quote, an injection goes on with a space or an operator
 _OPERATOR_NEXT = re.compile(r"[\s)]|[-+*/%^|&=<>!~]")
 
@@ -105,57 +110,94 @@ _OPERATOR_NEXT = re.compile(r"[\s)]|[-+*/%^|&=<>!~]")
 # Cheap tests that say whether a reading can take any shape at all; prose fails them
 # within a few characters, so most text is never tokenized.
 _KEYWORD_AFTER_VALUE = (
-    r"(?:and|or|xor|not|union|intersect|except|where|order|group|having|limit|from|procedure"
+    r"(?:and|or|xor|eqv|imp|not|union|intersect|except|where|order|group|having|limit|from|procedure"
     r"|into|like|rlike|regexp|is|in|between|div|mod|sounds)\b"
 )
-_BARE_START = re.compile(
-    r"[\s(+~!-]*(?:[\d.@'\";]|&&|\|\||--|#|/\*"
-    r"|(?:select|union|case|order|group|and|or|xor|not|insert|update|delete|drop|exec|execute"
-    r"|declare|waitfor|shutdown|create|truncate|alter|having|limit|where|procedure|into|from"
-    r"|binary)\b"
-    r"|[\w$.\x60\[\]]+\s*(?:[()=<>!;|&^%*/+-]|#|" + _KEYWORD_AFTER_VALUE + "))"
-)
-_AFTER_QUOTE = re.compile(
-    r"[\s)]*(?:[-+*/%^|&=<>!~;#('\"]"
+_AFTER_QUOTE_SOURCE = (
+    # (not the markup of ``"><script>``: a tag after the quote)
+    r"[\s)]*(?:[-+*/%^|&=!~;#('\"]|<(?![a-z/!?])|>(?!\s*<)"
     r"|(?:select|insert|update|delete|drop|exec|execute|declare|waitfor|shutdown|create|begin"
     r"|binary|collate|case)\b|" + _KEYWORD_AFTER_VALUE + ")"
 )
+_AFTER_QUOTE = re.compile(_AFTER_QUOTE_SOURCE)
+_BARE_START = re.compile(
+    r"[\s(+~!-]*(?:[\d.@;]|&&|\|\||--|#|/\*"
+    # a string the input closes and goes on after as SQL (``'a'='a``); not a quoted
+    # attribute (``"><meta http-equiv="refresh"``), nor one that runs to the end (one token)
+    r"|(?:'[^'\\]*(?:\\.[^'\\]*)*'|\"[^\"\\]*(?:\\.[^\"\\]*)*\")(?=" + _AFTER_QUOTE_SOURCE + ")"
+    r"|(?:select|union|case|order|group|and|or|xor|not|insert|update|delete|drop|exec|execute"
+    r"|declare|waitfor|shutdown|create|truncate|alter|having|limit|where|procedure|into|from"
+    r"|binary)\b"
+    # a name, then an operator (not the hyphen of ``e-mail``, ``bpo-1234``) or a keyword
+    r"|[\w$.\x60\[\]]+(?:\s*(?:[()=<>!;|&^%*/+]|-(?![a-z0-9])|#)|\s+" + _KEYWORD_AFTER_VALUE
+    + "))"
+)
+
+
+_QUOTED_ANY = combine([pattern for _, pattern, _ in _QUOTED])
+_BARE_ANY = combine([pattern for _, pattern, _ in _BARE])
+
+
+def _bare_shape(text: str, fp: str) -> Finding | None:
+    match = _BARE_ANY.search(fp)
+    if match:
+        rule, _, message = _BARE[combined_index(match)]
+        return Finding("sqli", rule, message, text[:80])
+    if _BARE_COMMENT_FP.fullmatch(fp) and _BARE_COMMENT_TEXT.fullmatch(text):
+        return Finding("sqli", "sqli.comment_breakout",
+                       "value followed by a comment that cuts off the query", text[:80])
+    if _BARE_COMPARISON_COMMENT_FP.fullmatch(fp) and _SHORT_COMMENT.search(text):
+        return Finding("sqli", "sqli.tautology",
+                       "comparison followed by a comment that cuts off the query", text[:80])
+    return None
 
 
 def _shape(text: str) -> Finding | None:
     """The first shape any reading of ``text`` (lower-cased) takes, or None."""
     if _BARE_START.match(text):
         fp = fingerprint(text)
-        for rule, pattern, message in _BARE:
-            if pattern.search(fp):
-                return Finding("sqli", rule, message, text[:80])
-        if _BARE_COMMENT_FP.fullmatch(fp) and _BARE_COMMENT_TEXT.fullmatch(text):
-            return Finding("sqli", "sqli.comment_breakout",
-                           "value followed by a comment that cuts off the query", text[:80])
+        # one token (a value, a string that runs to the end) takes no shape
+        found = _bare_shape(text, fp) if len(fp) > 1 else None
+        if found:
+            return found
     for quote in "'\"":
         at = text.find(quote)
         if at < 0 or not _AFTER_QUOTE.match(text, at + 1):
             continue
         fp = fingerprint(text, at + 1)
-        for rule, pattern, message in _QUOTED:
-            if pattern.search(fp):
-                return Finding("sqli", rule, message, text[at : at + 80])
-        after_value = (_VALUE_PREFIX.fullmatch(text, 0, at) if at
-                       else _OPERATOR_NEXT.match(text, 1))
+        match = _QUOTED_ANY.search(fp)
+        if match:
+            rule, _, message = _QUOTED[combined_index(match)]
+            return Finding("sqli", rule, message, text[at : at + 80])
+        blank_prefix = text[:at].isspace() or not at
+        after_value = (_OPERATOR_NEXT.match(text, at + 1) if blank_prefix
+                       else _VALUE_PREFIX.fullmatch(text, 0, at))
         # the application's closing quote must end a literal the input reopened
         reopened = text.count(quote, at + 1) % 2 == 1
         if after_value:
             for rule, pattern, message in _QUOTED_AFTER_VALUE:
                 if not pattern.search(fp):
                     continue
-                if rule == "sqli.comment_breakout" and not (at and _SHORT_COMMENT.search(text)):
+                if rule == "sqli.comment_breakout" and (blank_prefix
+                                                        or not _SHORT_COMMENT.search(text)):
                     continue
-                if rule == "sqli.concat_breakout" and fp[-1] != "c" and not reopened:
+                if rule == "sqli.concat_breakout" and fp[-1] != "c" and (
+                        not reopened
+                        # a quoted symbol at the start of a sentence: "^" matches the start
+                        or (blank_prefix and not _AT_MOST_ONE_VALUE.fullmatch(
+                            text, text.rindex(quote) + 1))):
                     continue
                 return Finding("sqli", rule, message, text[at : at + 80])
-        elif reopened and at and text[at + 1 : at + 2].isspace() and _REOPEN.fullmatch(fp):
-            # ``A' * 'B``: one operator between the closed literal and a reopened one; a
-            # quoted word or symbol (``the 'like' keyword``, ``"^" characters``) is prose
+        if reopened and _REOPEN.fullmatch(fp) and (
+                # ``A' * 'B``: an operator between the closed literal and a reopened one
+                (not blank_prefix and text[at + 1 : at + 2].isspace())
+                # ``A 'AND' B``, ``'OR'``: the whole input is an operator in SQL's string
+                # quotes between two values at most (a quoted word in a sentence, ``the
+                # 'like' keyword matches``, has more around it; people quote a word they
+                # search for with double quotes: ``"LIKE" STAMP``)
+                or (quote == "'" and _AT_MOST_ONE_VALUE.fullmatch(text, 0, at)
+                    and fingerprint(text[:at]) in _LONE_VALUES
+                    and _AT_MOST_ONE_VALUE.fullmatch(text, text.rindex(quote) + 1))):
             return Finding("sqli", "sqli.concat_breakout",
                            "quote closed, then an operator and a reopened literal",
                            text[at : at + 80])
@@ -165,10 +207,34 @@ def _shape(text: str) -> Finding | None:
 # --- regular expressions over the whole decoded text ---------------------------------------
 
 _DANGEROUS = "database function or catalogue an application has no reason to receive"
+# a literal an injection compares with another to steer a query: a number, a short string,
+# a variable
+_LITERAL = r"(?:\d+|'[^'\n]{0,40}'|\"[^\"\n]{0,40}\"|@\w+)"
+_COMPARISON = r"(?:=|<>|!=|<=|>=|<|>)"
+_NILADIC = (r"(?:version|database|current_user|session_user|system_user|connection_id"
+            r"|last_insert_id|current_database|user|schema)")
+_CATALOGUES = (
+    r"(?:information_schema|sqlite_master|sysobjects|syscolumns|sysusers|syslogins|sysdatabases"
+    r"|mysql\.user|pg_shadow|pg_catalog|all_tables|user_tables|all_tab_columns|user_tab_columns"
+    r"|all_users|dba_users|pg_group|pg_roles|pg_authid|pg_user|pg_database|pg_stat_activity"
+    r"|sys\.\w|master\.)"
+)
+# lookbehinds for "{word} right after a closing quote or parenthesis (and up to two spaces)"
+_AFTER_CLOSE = "|".join(f"(?<=[\'\"\x60)]{space}{{0}})" for space in ("", r"\s", r"\s\s"))
 
-# (rule id, gate, pattern, message); gates are substrings of the lower-cased text
-_RULES: list[tuple[str, Gate, re.Pattern[str], str]] = [
-    ("sqli.union_select", ("union",),
+# A rule runs only when the text has one of its gate's features: a substring of
+# ``_GATE_WORDS`` found in the text, or a name written as a call (``"sleep("``: the text
+# calls ``sleep``). An empty gate: the rule always runs (it is anchored at the start).
+_Rule = tuple[str, frozenset[str], re.Pattern[str], str]
+
+
+def _gate(*features: str) -> frozenset[str]:
+    return frozenset(features)
+
+
+# (rule id, gate, pattern, message), in the order they are tried
+_RULES: list[_Rule] = [
+    ("sqli.union_select", _gate("union"),
      re.compile(
          # digits may touch it (``1e0UNION``): MySQL's tokenizer splits them off
          # (each alternative here starts with a literal, which the regex engine skips to)
@@ -177,31 +243,49 @@ _RULES: list[tuple[str, Gate, re.Pattern[str], str]] = [
          r"select(?:(?![a-z0-9_$])|[a-z_]{2,20}\s*\()"
      ),
      "UNION SELECT joins an attacker's query"),
-    ("sqli.time_delay", ("sleep", "benchmark", "waitfor", "randomblob", "dbms_"),
+    ("sqli.time_delay",
+     _gate("sleep(", "pg_sleep(", "benchmark(", "randomblob(", "pg_sleep_for(",
+           "receive_message("),
      re.compile(
          r"sleep(?<![a-z0-9.]sleep)\s*\(\s*(?:[\d.]+\s*(?:[),*/+%-]|div\b|mod\b)|\(|@|select\b"
          r"|if\s*\(|[a-z_]+\s*\()"
          r"|benchmark(?<![a-z0-9_]benchmark)\s*\(\s*\d+\s*,"
-         r"|waitfor(?<![a-z0-9_]waitfor)\s+(?:delay|time)\s*['\"]"
          r"|randomblob(?<![a-z0-9_]randomblob)\s*\(\s*\d"
          r"|pg_sleep_for\s*\("
          r"|dbms_(?:lock\.sleep|pipe\.receive_message)\s*\("
      ),
      "time-delay function (blind injection)"),
-    ("sqli.subquery", ("select",),
+    ("sqli.time_delay", _gate("waitfor"),
+     re.compile(r"waitfor(?<![a-z0-9_]waitfor)\s+(?:delay|time)\s*['\"]"),
+     "time-delay function (blind injection)"),
+    ("sqli.subquery", _gate("select"),
      re.compile(
-         r"\(\s*select\s+[\w@*'\"(),.\s+/%-]{1,200}?\s+from\s+[\w.$\[\]\"\x60(]"
+         # (words may touch quotes, backquotes and parentheses: select`pass`from(users))
+         r"\(\s*select(?:\s+|(?=[\x60(@'\"]))[\w@*'\"(),.\s+/%\x60-]{1,200}?(?<![a-z0-9_])from"
+         r"(?:\s+|(?=[\x60(\[\"]))[\w.$\[\]\"\x60(]"
          r"|\(\s*select\s*\(|\(\s*select\s+(?:@@|top\s+\d|case\s+when|if\s*\(|(?:char|chr"
          r"|concat|version|database|user|ascii|substr\w*|count|sleep|benchmark)\s*\()"
+         # SELECT a literal WHERE literals compare, no table: (SELECT 9350 WHERE 8850=8850
+         rf"|\(\s*select\s+{_LITERAL}\s+where\s+{_LITERAL}\s*{_COMPARISON}\s*{_LITERAL}"
      ),
      "parenthesised SELECT in an expression"),
-    ("sqli.conditional", ("if(", "if (", "if\t("),
+    ("sqli.subquery", _gate("any(", "some(", "all("),
+     # a quantified comparison with a subquery of literals: 1 - ANY(SELECT 1,2)
+     re.compile(rf"(?:any|some|all)\s*\(\s*select\s+{_LITERAL}(?:\s*,\s*{_LITERAL})*\s*\)"),
+     "parenthesised SELECT in an expression"),
+    ("sqli.conditional", _gate("if(", "iif("),
      re.compile(
          r"i?if\s*\(\s*[\w@'\"]{1,40}\s*(?:=|<>|!=|<|>|like)\s*[\w@'\"]{1,40}"
          r"\s*[),]\s*(?:select|waitfor|drop|begin|exec|\d|'|\")"
+         # a comparison of two literals as the condition: IIF(2510=9436,…)
+         rf"|i?if\s*\(\s*\(?\s*{_LITERAL}\s*{_COMPARISON}\s*{_LITERAL}\s*\)?\s*,"
      ),
      "IF(condition) driving a query or a delay"),
-    ("sqli.stacked_query", (";",),
+    ("sqli.conditional", _gate("when"),
+     # CASE WHEN a comparison of two literals THEN: CASE WHEN (9255=9830) THEN 1 ELSE 0 END
+     re.compile(rf"when\s*\(?\s*{_LITERAL}\s*{_COMPARISON}\s*{_LITERAL}\s*\)?\s*then\b"),
+     "CASE WHEN driving the query"),
+    ("sqli.stacked_query", _gate(";"),
      re.compile(
          r";\s*(?:begin\s+)?(?:drop\s+(?:table|database|schema|user|view|procedure|function)"
          r"|execute\s+immediate|select\s+\*"
@@ -211,17 +295,26 @@ _RULES: list[tuple[str, Gate, re.Pattern[str], str]] = [
          r"|select\s+(?:@@|\w+\s*\(|\d)|select\s+[^;]{1,120}?\s+from\s+\w"
          r"|create\s+(?:table|user|procedure|function|trigger|database|login)"
          r"|alter\s+(?:table|user|login|database)|grant\s+\w|rename\s+table"
-         r"|load\s+data|copy\s+\w+\s+(?:from|to)|set\s+@)"
+         r"|load\s+(?:data|xml)\b|copy\s+\w+\s+(?:from|to)|set\s+@"
+         r"|call\s+[\w.]+\s*\(|do\s*\(\s*\d|use\s+\w+\s+exec\b"
+         # T-SQL control flow: IF EXISTS (…), IF/WHILE a comparison of literals then a
+         # statement, MySQL's IF((1=2),…)
+         r"|(?:if|while)\s+(?:not\s+)?exists\s*\("
+         r"|(?:if|while)\s*\(?\s*[\w@'\"]{1,40}\s*(?:=|<>|!=|<|>)\s*[\w@'\"]{1,40}\s*\)?\s*"
+         r"(?:drop|shutdown|exec|execute|select|insert|update|delete|waitfor|begin|declare"
+         r"|create|truncate|alter)\b"
+         rf"|if\s*\(\s*\(?\s*{_LITERAL}\s*{_COMPARISON}\s*{_LITERAL})"
      ),
      "second statement stacked after a semicolon"),
-    ("sqli.statement", ("declare", "exec"),
+    ("sqli.statement", _gate("@"),
      re.compile(
          r"declare(?<![a-z0-9_]declare)\s+@\w+\s+(?:n?(?:var)?char|int|bigint|table|sysname|cursor)"
          r"|exec(?<![a-z0-9_]exec)(?:ute)?\s*\(\s*@"
+         # a stored procedure with named parameters: EXEC sp_add_job @job_name = 'x'
+         r"|exec(?<![a-z0-9_]exec)(?:ute)?\s+[\w.\[\]]+\s+@\w+\s*="
      ),
      "a whole SQL statement where a value was expected"),
-    ("sqli.statement",
-     ("create", "insert", "delete", "update", "drop", "copy", "select"),
+    ("sqli.statement", _gate("statement"),
      re.compile(  # \A: tried at the start only
          r"\A\s*(?:create\s+table\s+[\w.\x60\"\[\]]+\s*\("
          r"|insert\s+into\s+[\w.\x60\"\[\]]+\s*(?:\(|values\b|select\b)"
@@ -232,52 +325,74 @@ _RULES: list[tuple[str, Gate, re.Pattern[str], str]] = [
          r"|select\s+(?:current_user|session_user|system_user)\s*(?:;|$|from\b))"
      ),
      "a whole SQL statement where a value was expected"),
-    ("sqli.clause_breakout", ("order", "group", "having", "procedure"),
+    # ORDER BY / GROUP BY: each pattern starts with its literal word, which the regex engine
+    # jumps to; what must precede the word is looked for behind it
+    ("sqli.clause_breakout", _gate("order"),
      re.compile(
-         r"['\"\x60)]\s*(?:order|group)\s+by\s+[\d(@]"
-         r"|procedure\s+analyse\s*\("
-         r"|group(?<![a-z]group)\s+by\s+[\w.,\s]{1,120}?\s+having\s+[\w'\"]{1,40}\s*="
+         rf"order(?:{_AFTER_CLOSE.format('order')})\s+by\s+[\d(@]"
          r"|order(?<![a-z]order)\s+by\s+\d+(?:\s*,\s*\d+){0,50}\s*(?:--|#|/\*|$)"
      ),
      "ORDER BY / GROUP BY / HAVING appended after a broken-out value"),
+    ("sqli.clause_breakout", _gate("group"),
+     re.compile(
+         rf"group(?:{_AFTER_CLOSE.format('group')})\s+by\s+[\d(@]"
+         r"|group(?<![a-z]group)\s+by\s+[\w.,\s]{1,120}?\s+having\s+[\w'\"]{1,40}\s*="
+     ),
+     "ORDER BY / GROUP BY / HAVING appended after a broken-out value"),
+    ("sqli.clause_breakout", _gate("analyse("),
+     re.compile(r"procedure\s+analyse\s*\("),
+     "ORDER BY / GROUP BY / HAVING appended after a broken-out value"),
     # database functions and catalogues an application has no reason to receive, one
     # entry per kind so that each runs only when its own words are in the text
-    ("sqli.dangerous_function", ("@@",),
+    ("sqli.dangerous_function", _gate("@"),
      re.compile(r"@@(?:version|datadir|hostname|basedir|servername|language|spid|identity|tmpdir)"),
      _DANGEROUS),
-    ("sqli.dangerous_function", ("from", "join"),
-     # catalogues count as the target of a query, not as words in a sentence about them
-     re.compile(
-         r"(?:from|join)\s+[\[\x60\"]?(?:information_schema|sqlite_master|sysobjects|syscolumns"
-         r"|sysusers|syslogins|sysdatabases|mysql\.user|pg_shadow|pg_catalog|all_tables|user_tables"
-         r"|all_tab_columns|user_tab_columns|all_users|dba_users|pg_group|pg_roles|pg_authid|pg_user"
-         r"|pg_database|pg_stat_activity|sys\.\w|master\.)(?![a-z0-9_])"
-     ),
+    # catalogues count as the target of a query, not as words in a sentence about them
+    ("sqli.dangerous_function", _gate("from"),
+     re.compile(rf"from\s+[\[\x60\"]?{_CATALOGUES}(?![a-z0-9_])"),
      _DANGEROUS),
-    ("sqli.dangerous_function", ("information_schema", "sysibm", "syscat"),
-     re.compile(r"information_schema(?<![a-z0-9_]information_schema)\.(?:tables|columns|schemata)\b"
-                r"|sys(?<![a-z0-9_]sys)(?:ibm|cat)\.\w"),
+    ("sqli.dangerous_function", _gate("join"),
+     re.compile(rf"join\s+[\[\x60\"]?{_CATALOGUES}(?![a-z0-9_])"),
      _DANGEROUS),
-    ("sqli.dangerous_function", ("version", "database", "_user", "connection_id", "last_insert_id"),
-     # a niladic function as an operand, not a name in a sentence about it
-     re.compile(
-         r"(?:[(,=<>+|&]\s*|(?:select|and|or|where|like)\s+)(?:version|database|current_user"
-         r"|session_user|system_user|connection_id|last_insert_id|current_database)\s*\(\s*\)"
-     ),
+    ("sqli.dangerous_function", _gate("information_schema"),
+     re.compile(r"information_schema(?<![a-z0-9_]information_schema)\.(?:tables|columns|schemata)\b"),
+     _DANGEROUS),
+    ("sqli.dangerous_function", _gate("sys"),
+     re.compile(r"sys(?<![a-z0-9_]sys)(?:ibm|cat)\.\w"),
      _DANGEROUS),
     ("sqli.dangerous_function",
-     ("current_setting", "xp_", "sp_", "load_file", "extractvalue", "updatexml", "name_const",
-      "pg_read_file", "pg_ls_dir", "lo_import", "outfile", "dumpfile", "utl_", "dbms_"),
+     _gate("version(", "database(", "current_user(", "session_user(", "system_user(",
+           "connection_id(", "last_insert_id(", "current_database(", "user(", "schema("),
+     # a niladic function as an operand or the whole input, not a name in a sentence
      re.compile(
-         r"current_setting\s*\("
-         r"|xp_(?<![a-z0-9_]xp_)(?:cmdshell|dirtree|regread|fileexist|servicecontrol)"
-         r"|sp_(?<![a-z0-9_]sp_)(?:executesql|oacreate|makewebtask|configure|password)"
-         r"|(?:load_file|extractvalue|updatexml|name_const|pg_read_file"
-         r"|pg_ls_dir|lo_import)\s*\("
-         r"|into\s+(?:out|dump)file\b|utl_(?:http|inaddr|file)\.|dbms_\w+\."
+         rf"(?:[(,=<>+|&]\s*|(?:select|and|or|where|like)\s+){_NILADIC}\s*\(\s*\)"
+         # at the start, going on as an expression: DATABASE() LIKE SCHEMA()
+         rf"|^\s*{_NILADIC}\s*\(\s*\)\s*(?:[=<>!+|&,);#-]|/\*|$|(?:like|rlike|regexp|in|is"
+         r"|and|or|xor|between)\b)"
      ),
      _DANGEROUS),
-    ("sqli.dangerous_function", ("char", "chr", "concat", "convert"),
+    ("sqli.dangerous_function", _gate("ascii(", "ord(", "unicode("),
+     # one character of a value at a time: blind extraction, ASCII(SUBSTRING(passwd,1,1))
+     re.compile(r"(?:ascii|ord|unicode)\s*\(\s*(?:substr(?:ing)?|mid|left|right)\s*\("),
+     _DANGEROUS),
+    ("sqli.dangerous_function",
+     _gate("current_setting(", "load_file(", "extractvalue(", "updatexml(", "name_const(",
+           "pg_read_file(", "pg_ls_dir(", "lo_import("),
+     re.compile(r"(?:current_setting|load_file|extractvalue|updatexml|name_const|pg_read_file"
+                r"|pg_ls_dir|lo_import)\s*\("),
+     _DANGEROUS),
+    ("sqli.dangerous_function", _gate("_"),
+     # the literal "_" first, then what precedes it: the regex engine skips from "_" to "_"
+     re.compile(
+         r"_(?:(?<=xp_)(?<![a-z0-9_]xp_)(?:cmdshell|dirtree|regread|fileexist|servicecontrol)"
+         r"|(?<=sp_)(?<![a-z0-9_]sp_)(?:executesql|oacreate|makewebtask|configure|password)"
+         r"|(?<=utl_)(?:http|inaddr|file)\.|(?<=dbms_)\w+\.)"
+     ),
+     _DANGEROUS),
+    ("sqli.dangerous_function", _gate("into"),
+     re.compile(r"into\s+(?:out|dump)file\b"),
+     _DANGEROUS),
+    ("sqli.dangerous_function", _gate("char(", "chr(", "concat(", "concat_ws(", "convert("),
      re.compile(
          r"(?:char|chr)\s*\(\s*\d+\s*\)\s*(?:\+|\|\||,)\s*(?:char|chr)\s*\("
          r"|concat(?:_ws)?\s*\(\s*0x[0-9a-f]|convert\s*\(\s*int\s*,"
@@ -285,34 +400,74 @@ _RULES: list[tuple[str, Gate, re.Pattern[str], str]] = [
      _DANGEROUS),
 ]
 
-
-# the words of all the gates above: text with none of them skips every rule
-_ANY_GATE = tuple(sorted({word for _, gate, _, _ in _RULES if isinstance(gate, tuple)
-                          for word in gate}))
+#: the first words of the statements the rule above looks for at the start
+_STATEMENT_WORDS = ("create", "insert", "delete", "update", "drop", "copy", "select")
+#: the substrings gates ask about (call features: ``_GATE_CALL_FINDER``)
+_GATE_WORDS = tuple(sorted({feature for _, gate, _, _ in _RULES for feature in gate
+                            if not feature.endswith("(") and feature != "statement"}))
+#: the names whose calls gates ask about
+_GATE_CALL_FINDER = CallFinder(feature[:-1] for _, gate, _, _ in _RULES for feature in gate
+                               if feature.endswith("("))
 _UNION_SELECT = _RULES[0]
+_GATED = GatedRules(_RULES, lambda rule: rule[1])
+assert all(gate for _, gate, _, _ in _RULES)
+
+# (rule id, pattern, message) tried on the text itself when it has a block comment
+_COMMENT_RULES: list[_Shape] = [
+    ("sqli.statement",
+     # MySQL runs what a version-gated comment holds: 395 /*!32359 AND 0 */
+     re.compile(r"/\*!(?:\d{5,6}|\d{0,6}\s*(?:and|or|xor|not|union|select|insert|update"
+                r"|delete|drop|order|group|having|limit|sleep|benchmark|if|case)\b)"),
+     "SQL inside a MySQL executable comment"),
+    ("sqli.comment_breakout",
+     # the whole input is one value and a comment that cuts off the rest: 1/* … */
+     re.compile(r"\A\s*[\w.@$-]{1,64}\s*/\*(?:[^*]|\*(?!/))*\*/\s*\Z"),
+     "value followed by a comment that cuts off the query"),
+]
+
+
+def _features(prepared: Prepared, view: str) -> frozenset[str]:
+    """The gate features ``view`` has: gate words it holds, ``name(`` for gate calls, and
+    ``statement`` when it starts with a statement's first word."""
+    found = {word for word in _GATE_WORDS if word in view}
+    calls = _GATE_CALL_FINDER(view)
+    if calls:
+        found.update(name + "(" for name in calls)
+    if view.lstrip().startswith(_STATEMENT_WORDS):
+        found.add("statement")
+    return frozenset(found)
 
 
 def scan_sqli(prepared: Prepared) -> list[Finding]:
     """The first reason ``prepared`` looks like SQL injection, or ``[]``."""
     text = prepared.sql_text
-    rule, gate, pattern, message = _UNION_SELECT  # the commonest attack, found without reading
+    rule, _, pattern, message = _UNION_SELECT  # the commonest attack, found without reading
     if "union" in text:
         match = pattern.search(text)
         if match:
             return [Finding("sqli", rule, message, excerpt(text, match))]
+    if "/*" in text:  # comments are gone from the views below
+        for rule, pattern, message in _COMMENT_RULES:
+            match = pattern.search(text)
+            if match:
+                return [Finding("sqli", rule, message, excerpt(text, match))]
     found = _shape(text)
     if found is None and prepared.form_encoded:
         found = _shape(prepared.form_text)
     if found is not None:
         return [found]
-    if "/*" not in text and not passes(_ANY_GATE, text):  # a comment can split a word: UN/**/ION
-        return []
-    for view in prepared.sql_variants:
-        for rule, gate, pattern, message in _RULES:
-            if passes(gate, view):
-                match = pattern.search(view)
-                if match:
-                    return [Finding("sqli", rule, message, excerpt(view, match))]
+    # the views differ from the text only with comments or a form encoding
+    views = (prepared.sql_variants
+             if prepared.form_encoded or "/*" in text or (prepared.controls and "\n" in text)
+             else (text,))
+    for view in views:
+        features = _features(prepared, view)
+        if not features:
+            continue  # every rule has a gate
+        for rule, _, pattern, message in _GATED.select(features):
+            match = pattern.search(view)
+            if match:
+                return [Finding("sqli", rule, message, excerpt(view, match))]
     return []
 
 

@@ -19,10 +19,11 @@ comment that runs to the end, ``X`` anything SQL has no use for.
 
 from __future__ import annotations
 
+import operator
 import re
 
 #: tokens read per context; shapes look at the first few, so longer input costs no more
-MAX_TOKENS = 32
+MAX_TOKENS = 24
 
 # Alternatives in order of how often they occur; each match is one token.
 _TOKEN = re.compile(
@@ -31,22 +32,24 @@ _TOKEN = re.compile(
     r"([^\W\d][\w$]*(?:\.(?:[^\W\d][\w$]*|\*))*|`[^`]*`?|\[[\w ]{1,60}\](?:\.\[[\w ]{1,60}\])*)"
     r"(\s*\()?"
     r"|(0x[0-9a-f]*|0b[01]+|(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?|\\n(?![a-z]))"  # 3 number
-    r"|([(),;])"                                          # 4 punctuation
-    r"|(<=>|<>|!=|>=|<=|==|=|<|>|!<|!>)"                  # 5 comparison
-    r"|('[^'\\]*(?:\\.[^'\\]*)*'?|\"[^\"\\]*(?:\\.[^\"\\]*)*\"?)"  # 6 string
-    r"|(--(?![\d.])[^\n]*|#[^\n]*)"                       # 7 line comment (--1 is minus minus one)
-    r"|(/\*(?!!)[^*]*(?:\*+[^*/][^*]*)*(?:\*+/)?)"        # 8 block comment
-    r"|(/\*!\d{0,6}|\*/)"                                 # 9 MySQL executable-comment markers
-    r"|(\|\||&&)"                                         # 10 logical operator
-    r"|(@@?[\w.$]*)"                                      # 11 variable
-    r"|(!)"                                               # 12 not
-    r"|([-+*/%^|&~]|:=)"                                  # 13 arithmetic
-    r"|(\S)"                                              # 14 anything else
+    r"|(\()|(\))|(,)|(;)"                                # 4-7 punctuation
+    r"|(<=>|<>|!=|>=|<=|==|=|<|>|!<|!>)"                  # 8 comparison
+    r"|('[^'\\]*(?:\\.[^'\\]*)*'?|\"[^\"\\]*(?:\\.[^\"\\]*)*\"?)"  # 9 string
+    r"|(--(?![\d.])[^\n]*|#[^\n]*)"                       # 10 line comment (--1 is minus minus one)
+    r"|(/\*(?!!)[^*]*(?:\*+[^*/][^*]*)*(?:\*+/)?)"        # 11 block comment
+    r"|(/\*!\d{0,6}|\*/)"                                 # 12 MySQL executable-comment markers
+    r"|(\|\||&&)"                                         # 13 logical operator
+    r"|(@@?(?:[\w.$]+|\"[^\"]*\"|'[^']*'|\x60[^\x60]*\x60)?)"  # 14 variable (@"quoted" too)
+    r"|(!)"                                               # 15 not
+    r"|([-+*/%^|&~]|:=)"                                  # 16 arithmetic
+    r"|(\S)"                                              # 17 anything else
     r")",
     re.DOTALL,
 )
 # class of each group whose class does not depend on the text ("" = no token)
-_GROUP_CLASS = ("", "", "", "1", "", "=", "s", "", "", "", "&", "v", "!", "o", "X")
+_GROUP_CLASS = ("", "", "", "1", "(", ")", ",", ";", "=", "s", "", "", "", "&", "v", "!", "o",
+                "X")
+_LINE_COMMENT, _BLOCK_COMMENT, _ANYTHING_ELSE = 10, 11, 17
 
 _WORDS: dict[str, str] = {}
 for _cls, _words in (
@@ -86,45 +89,59 @@ def tokens(text: str, start: int = 0, *, after_quote: bool = False) -> str:
     """
     out: list[str] = []
     depth = 0  # parentheses open: inside a call, ``cast(x as int)`` is no prose
+    previous = ""  # the class of the token before
+    select_list = False  # a SELECT's column and table names may stand side by side
+    room = MAX_TOKENS
+    # comments and executable-comment markers are read past without a class: they count
+    # here, so that ``/*/*/*…`` is not read to its end
+    steps = 4 * MAX_TOKENS
     end = len(text)
     classes = _GROUP_CLASS
-    words = _WORDS
+    values = _VALUES
     for match in _TOKEN.finditer(text, start):
-        group = match.lastindex or 14
+        steps -= 1
+        if not steps:
+            out.append("X")
+            break
+        group = match.lastindex or _ANYTHING_ELSE
         cls = classes[group]
         if not cls:
             if group <= 2:  # a word; lastindex is 2 when the call parenthesis matched
-                cls = words.get(match.group(1), "n")
+                cls = _WORDS.get(match.group(1), "n")
                 if group == 2:
                     cls = _CALL_CLASS[cls]
-            elif group == 4:
-                cls = match.group(4)
-            elif group == 7:
+            elif group == _LINE_COMMENT:
                 if match.end() < end:
                     continue  # a newline ends it: ``union#x\nselect``
                 cls = "c"
-            elif group == 8:
-                if match.end() < end and match.group(8).endswith("*/"):
+            elif group == _BLOCK_COMMENT:
+                if match.end() < end and match.group(group).endswith("*/"):
                     continue
                 cls = "c"
             else:  # executable-comment markers: their content is code
                 continue
-        if out:
-            # two values side by side end every shape but a SELECT's column and table
-            # names (``select a b from users u``): read no further
-            # (adjacent strings concatenate: ``'a' 'b'`` is one value)
-            if (cls in _VALUES and out[-1] in _VALUES and out[0] != "E" and depth == 0
-                    and not (cls == "s" and out[-1] == "s")):
-                out.append("X")  # whatever follows: no shape may take this for the end
-                break
-        elif after_quote and cls in "n1X":
-            return "X"  # ``it's``, ``5' 10"``: the quote was an apostrophe or a unit
+        if not previous:
+            if after_quote and cls in "n1X":
+                return "X"  # ``it's``, ``5' 10"``: the quote was an apostrophe or a unit
+            select_list = cls == "E"
+        # two values side by side end every shape but a SELECT's column and table names
+        # (``select a b from users u``): read no further (adjacent strings concatenate:
+        # ``'a' 'b'`` is one value)
+        elif (cls in values and previous in values and depth == 0 and not select_list
+                and not (cls == "s" and previous == "s")):
+            out.append("X")  # whatever follows: no shape may take this for the end
+            break
+        if cls == "X":
+            out.append(cls)
+            break  # SQL has no use for it: the statement ends in a syntax error here
         if cls[-1] == "(":
             depth += 1
         elif cls == ")" and depth:
             depth -= 1
         out.append(cls)
-        if len(out) >= MAX_TOKENS:
+        previous = cls
+        room -= 1
+        if not room:
             out.append("X")
             break
     return "".join(out)
@@ -138,7 +155,10 @@ _UNARY = re.compile(r"(?:(?<=[&=,;(kEUTgGFCwo])|^)o+(?=[1snvf(E])")
 _ARITH = re.compile(r"(?:[1snv]|f(?!\())(?:o+(?:[1snv]|f(?!\()))+")
 _LEFTOVER_CALL = re.compile(r"f(?=[1snvf])")    # a call whose parentheses never closed
 _DANGLING = re.compile(r"(?<=[1snvf])o+(?=[&=c;Ug]|$)|(?<=[&=])o+(?=[&=])")
-_RUNS = re.compile(r"(=)=+|(s)s+")
+_RUNS = re.compile(r"(?<==)=+|(?<=s)s+")
+# replacements are literal strings or C callables: a template such as r"\1" costs a Python
+# call per substitution on 3.10 and 3.11
+_CONTENTS = operator.itemgetter(1)
 
 
 def fold(fp: str) -> str:
@@ -147,9 +167,11 @@ def fold(fp: str) -> str:
         fp = fp.replace("!", "")
     if "(" in fp:
         for _ in range(8):  # one level of nesting per round, innermost first
-            before = fp
-            fp = _GROUP.sub(r"\1", _CALL.sub("f", fp))
-            if fp == before or "(" not in fp:
+            folded = _GROUP.sub(_CONTENTS, _CALL.sub("f", fp))
+            if folded == fp:
+                break
+            fp = folded
+            if "(" not in fp:
                 break
         fp = _LEFTOVER_CALL.sub("", fp.replace("(", "").replace(")", ""))
     elif ")" in fp:
@@ -159,7 +181,7 @@ def fold(fp: str) -> str:
     if "Gb" in fp:
         fp = fp.replace("Gb", "G")
     if "==" in fp or "ss" in fp:
-        fp = _RUNS.sub(r"\1\2", fp)
+        fp = _RUNS.sub("", fp)
     # a string right after the broken-out one continues it: ''-escaped quote
     return "B" + fp[2:] if fp.startswith("Bs") else fp
 

@@ -86,9 +86,8 @@ class _Check:
     def threats(self, text: str | None = None, *, as_errors: Iterable[str] = ("xss", "sqli"),
                 decode: bool = True) -> None:
         """Run both detectors; findings of the kinds in ``as_errors`` fail, the rest warn."""
-        prepared = Prepared(self.text if text is None else text, [])
-        if not decode:  # the value is already what a browser/database would see
-            prepared.__dict__["decoded"] = prepared.raw
+        # decode=False: the value is already what a browser/database would see
+        prepared = Prepared(self.text if text is None else text, [], decode=decode)
         for finding in scan_xss(prepared) + scan_sqli(prepared):
             self.findings.append(finding)
             if finding.threat in as_errors:

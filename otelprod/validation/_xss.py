@@ -16,9 +16,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from otelprod.validation._decode import Prepared, prepare
+from otelprod.validation._decode import CallFinder, Prepared, prepare
 from otelprod.validation._result import Finding
-from otelprod.validation._rules import Gate, excerpt, passes
+from otelprod.validation._rules import GatedRules, combine, combined_index, excerpt
 
 # Calls and properties that turn a string into running code or leak the session.
 _SINK = (
@@ -38,102 +38,155 @@ _ACTIVE_DATA = (
 )
 _DANGEROUS_TAGS = (
     r"iframe|frame|frameset|object|embed|applet|meta|base|link|style|svg|math|xml"
-    r"|import|bgsound|layer|ilayer|isindex|portal"
+    r"|import|bgsound|layer|ilayer|isindex|portal|listener|xsl:stylesheet|xsl:transform"
 )
 
-# Gates run on the lower-cased input.
-# Words that name a script sink on their own, and words that only do when followed by a call,
-# an index or a template (``this[...]``, ``import(``): prose is full of "this" and "top".
-_SINK_WORDS = (
+# Calls that reach a sink (found with a ``CallFinder``).
+_SINK_CALLS = frozenset((
     "alert", "confirm", "prompt", "eval", "settimeout", "setinterval", "execscript", "msgbox",
-    "fetch", "atob", "document", "location", "fromcharcode",
+    "fetch", "atob", "import", "function", "fromcharcode",
+))
+# Sinks that are no call: ``document.…`` and ``….location =`` (tested as words in
+# ``_has_sink``), an index (``top["al"+"ert"]``), a tagged template (alert`1`).
+_NOT_SINKS = frozenset(("expression",))
+_SINK_NAMES = "(?:" + "|".join(sorted(_SINK_CALLS - {"function", "import"})) + ")"
+# the DOM events attacks hang handlers on (a list, so that "online=true" stays a word)
+_DOM_EVENTS = (
+    r"error|load|unload|beforeunload|click|dblclick|auxclick|contextmenu|mouse[a-z]{2,10}"
+    r"|pointer[a-z]{2,10}|key(?:down|up|press)|focus(?:in|out)?|blur|change|input|submit|reset"
+    r"|select|scroll|resize|toggle|begin|end|repeat|animation[a-z]{3,9}|transition[a-z]{3,9}"
+    r"|drag[a-z]{0,5}|drop|copy|cut|paste|play(?:ing)?|pause|abort|hashchange|message|pageshow"
+    r"|pagehide|popstate|readystatechange|touch[a-z]{3,6}|wheel|search|show|invalid|activate"
+    r"|beforeactivate|afterprint|beforeprint|propertychange|filterchange|start|finish|bounce"
 )
-_WEAK_SINK_WORDS = ("import", "function", "window", "self", "top", "parent", "this", "frames")
-_WEAK_SINK = re.compile(r"(?:import|function|window|self|top|parent|this|frames)\s*[(\[\x60]")
+_CALL_FINDER = CallFinder(_SINK_CALLS | _NOT_SINKS)
+_SCRIPT_OBJECTS = ("window", "self", "top", "parent", "this", "frames", "globalthis", "document")
+# (literal first, then what precedes it: the regex engine jumps from "[" to "[")
+_INDEXED_SINK = re.compile(r"\[(?<=[a-z\s]\[)(?:" + "|".join(
+    f"(?<={name}\\[)|(?<={name}\\s\\[)" for name in _SCRIPT_OBJECTS if name != "document") + ")")
+
+_TEMPLATE_CALL = re.compile(r"\x60(?<=[a-z\s]\x60)(?:" + "|".join(
+    f"(?<={name}\\x60)|(?<={name}\\s\\x60)" for name in sorted(_SINK_CALLS - {"fromcharcode"}))
+    + ")")
+
+#: a rule's gate: the features (``_features``) of which the input must have at least one
+_Gate = frozenset[str]
 
 
-#: the gate of the rules that end in a sink: ``_has_sink`` decides it
-_SINK_CALL: Gate = ("sink call",)
+def _gate(*features: str) -> _Gate:
+    return frozenset(features)
 
 
-def _has_sink(low: str) -> bool:
-    if passes(_SINK_WORDS, low):
-        return True
-    return passes(_WEAK_SINK_WORDS, low) and _WEAK_SINK.search(low) is not None
+#: (rule id, gate, view of the input, pattern, message)
+_Rule = tuple[str, _Gate, str, "re.Pattern[str]", str]
 
-
-_HANDLER_GATE = re.compile(r"on[a-z]{2,40}\s*=")
-_STYLE_GATE = re.compile(r"style\s*=")
-
-# (rule id, gate, view of the input, pattern, message)
-_RULES: list[tuple[str, Gate, str, re.Pattern[str], str]] = [
-    ("xss.script_tag", ("script",), "compact",
-     re.compile(r"<\s*/?\s*script(?![\w-])"),
+# in the order they are tried; the first three need nothing but a "<", the fourth a scheme
+_RULES: list[_Rule] = [
+    ("xss.script_tag", _gate("<"), "compact",
+     re.compile(r"<\s*/?\s*(?:[a-z][\w-]{0,20}:)?script(?![\w-])"),
      "script element"),
-    ("xss.dangerous_tag", ("<",), "compact",
-     re.compile(rf"<\s*(?:{_DANGEROUS_TAGS})(?![\w-])"),
+    ("xss.dangerous_tag", _gate("<"), "compact",
+     # also XML processing instructions that load code (XSLT, IE behaviours)
+     # (with a namespace prefix too: <svg:script>, <ev:listener>)
+     re.compile(rf"<\s*(?:[a-z][\w-]{{0,20}}:)?(?:{_DANGEROUS_TAGS})(?![\w-])"
+                r"|<\?\s*(?:xml-stylesheet|import|xml:namespace)(?![\w-])"),
      "element that loads or runs active content (iframe, object, svg, style, meta, …)"),
-    ("xss.event_handler", ("<",), "lower",
+    ("xss.event_handler", _gate("<"), "lower",
      # inside a tag: any on* attribute; quoted values may hold '<' and '>'
      re.compile(
          r"<[a-z!/?%](?:[^<>\"']|\"[^\"]*\"|'[^']*')*?"
          r"(?<=[\s/\"'\x60+;,])on[a-z]{2,40}\s*="
      ),
      "event-handler attribute inside a tag"),
-    ("xss.attribute_breakout", _HANDLER_GATE, "lower",
-     # no tag needed: a value that closes its quote and adds a handler that calls code
-     re.compile(
-         # not a script variable: ``var onload = init()``
-         r"(?:^|[\s\"'\x60/;])(?<!var )(?<!let )(?<!const )on[a-z]{2,40}\s*=\s*[\"'\x60]?\s*"
-         r"[\w$.\[\]'\"]{0,60}?(?:[(\x60]|\s*=)"
-     ),
-     "event handler injected into an attribute"),
-    ("xss.script_url", ("script", "mocha"), "compact",
+    ("xss.script_url", _gate("script:"), "compact",
      re.compile(
          rf"(?<![a-z]){_URL_SCHEMES}\s*:(?!\s)"
          rf"|[=(\"'\x60,]\s*{_URL_SCHEMES}\s*:"
      ),
      "javascript:/vbscript: URL"),
-    ("xss.data_url", ("data:",), "compact",
+    ("xss.attribute_breakout", _gate("="), "lower",
+     # no tag needed: a value that closes its quote and adds a handler that calls code;
+     # not a script variable (``var onload = init()``). The pattern starts with its literal
+     # "on" and looks behind from there, so the regex engine jumps from one "on" to the next.
+     # ("+" is a space in a form-encoded value)
+     re.compile(
+         r"on(?<![^\s\"'\x60/;+]on)(?<!var on)(?<!let on)(?<!const on)(?:[a-z]{2,40}\s*=\s*"
+         r"[\"'\x60]?\s*(?:[\w$.\[\]'\"]{0,60}?(?:[(\x60]|\s*=)"
+         # a sink as the handler itself: onerror=eval
+         rf"|{_SINK_NAMES}(?![\w$.])"
+         # a DOM event's handler, whatever it runs: onerror=KCF (not a keyword argument,
+         # ``rmtree(path, onerror=handler)``)
+         rf")|(?<!,\son)(?<!,on)(?<!\(on)(?:{_DOM_EVENTS})=[^\s>])"
+     ),
+     "event handler injected into an attribute"),
+    ("xss.script_url", _gate("="), "compact",
+     # an attribute value whose scheme is spread out by spaces: src=javasc ript:
+     re.compile(r"=[\"'\x60]?(?:j\s*a\s*v\s*a|v\s*b)\s*s\s*c\s*r\s*i\s*p\s*t\s*:"),
+     "javascript:/vbscript: URL"),
+    ("xss.data_url", _gate("data:"), "compact",
      re.compile(
          rf"(?<![a-z]){_ACTIVE_DATA}"
          r"|(?:src|href|data|action|formaction|srcdoc|from|to|values|content|url)"
          r"\s*[=(]\s*[\"'\x60]?\s*(?:\d+\s*;\s*url\s*=\s*)?data:"
      ),
      "data: URL carrying HTML, script or SVG"),
-    ("xss.css_expression", ("expression", "binding", "behavior"), "compact",
+    ("xss.css_expression", _gate("expression(", "binding"), "compact",
      re.compile(r"[:=]\s*[\"']?\s*expression\s*\(|(?:-moz-binding|behavior)\s*:\s*url\s*\("),
      "CSS that runs script (expression(), -moz-binding, behavior)"),
-    ("xss.css_obfuscation", _STYLE_GATE, "lower",
-     re.compile(r"\bstyle\s*=\s*[\"'\x60]?[^\"'\x60<>=]{0,200}?(?:\\|/\*)"),
-     "style attribute hidden behind CSS escapes or comments"),
-    ("xss.js_entity", ("&{",), "lower",
+    ("xss.css_obfuscation", _gate("style="), "lower",
+     # escapes, comments, or, in a quoted attribute value, brackets and braces no
+     # declaration needs (not a URL's ``&style=flat)](…)`` in markdown, nor JSX's
+     # ``style={{…}}``)
+     re.compile(r"style(?<![\w-]style)\s*=\s*[\"'\x60]?[^\"'\x60<>=]{0,200}?(?:\\|/\*)"
+                r"|style(?<![^\s\"'/]style)\s*=\s*(?:\"[^\"<>]{0,200}?[\[\]{}]"
+                r"|'[^'<>]{0,200}?[\[\]{}])"),
+     "style attribute hidden behind CSS escapes, comments or brackets"),
+    ("xss.js_entity", _gate("&{"), "lower",
      re.compile(r"&\{"),
      "Netscape JavaScript entity &{…}"),
-    ("xss.js_breakout", _SINK_CALL, "lower",
+    ("xss.js_breakout", _gate("sink"), "lower",
      re.compile(
          r"[\"'\x60]\s*(?:[-+*/%^|&,;:?)}\]]|\)\s*;|\}\s*;?)\s*"
          r"(?:[\w$.]{1,40}\s*[=;,]\s*)?" + _SINK
      ),
      "break out of a JavaScript string into a script call"),
-    ("xss.markup_breakout", _SINK_CALL, "lower",
+    ("xss.markup_breakout", _gate("sink>"), "lower",
      re.compile(r"(?:-->|\*/|[\"'\x60]\s*>|</[a-z]{1,20}\s*>)\s*" + _SINK),
      "script call right after closing markup"),
-    ("xss.tag_script_call", _SINK_CALL, "lower",
+    ("xss.tag_script_call", _gate("sink"), "lower",
      re.compile(r"<[a-z][^<>]{0,400}?" + _SINK),
      "tag whose attributes call script"),
-    ("xss.computed_call", ("[",), "lower",
-     # window["al"+"ert"](1), top[/al/.source+/ert/.source](1): the name is computed
-     re.compile(r"(?:window|self|top|parent|this|frames|globalthis|document)\s*"
-                r"\[[^\[\]]{1,200}\]\s*[(\x60]"),
+    ("xss.computed_call", _gate("["), "lower",
+     # window["al"+"ert"](1), top[/al/.source+/ert/.source](1): the name is computed; the
+     # pattern starts with its literal "[" and looks behind it for the object
+     # (right after the object: "this [link](url)" is markdown)
+     re.compile(r"\[(?<=[a-z]\[)(?:" + "|".join(f"(?<=[^\\w$.]{name}\\[)|(?<=^{name}\\[)"
+                                     for name in _SCRIPT_OBJECTS)
+                + r")[^\[\]]{1,200}\]\s*[(\x60]"),
      "script call through a computed property name"),
-    ("xss.xml_entity", ("<!",), "lower",
-     re.compile(r"<!entity\s+%?\s*[\w.-]+\s+(?:system|public)\b|<!doctype[^>\[]{0,200}\[\s*<!entity"),
+    ("xss.xml_entity", _gate("<!"), "lower",
+     # declarations in a DOCTYPE's internal subset, or a DTD loaded from elsewhere
+     re.compile(r"<!entity\s+%?\s*[\w.-]+\s+(?:system|public)\b"
+                r"|<!doctype[^>\[]{0,200}\[\s*<!(?:entity|attlist|element)"
+                r"|<!doctype\s+[\w:.-]+\s+system\s+(?![\"']about:legacy-compat)"),
      "XML external entity declared in a DOCTYPE"),
-    ("xss.css_injection", _STYLE_GATE, "lower",
+    ("xss.event_handler", _gate("<"), "lower",
+     # XML Events: listeners declared through their namespace
+     re.compile(r"xmlns(?::[\w-]+)?\s*=\s*[\"']?\s*https?://www\.w3\.org/2001/xml-events"),
+     "event listener declared through XML Events"),
+    ("xss.dangerous_tag", _gate("<"), "lower",
+     # IE data binding renders a data source's field as HTML
+     re.compile(r"data(?<![\w-]data)(?:src|formatas)\s*="),
+     "data binding that renders fetched content as HTML (datasrc, dataformatas)"),
+    ("xss.dangerous_tag", _gate("<"), "lower",
+     # an SVG animation that rewrites a link's target
+     re.compile(r"<(?:set|animate)(?![\w-])[^<>]{0,200}?attributename\s*=\s*[\"']?\s*"
+                r"(?:xlink:)?href\b"),
+     "SVG animation that rewrites a link"),
+    ("xss.css_injection", _gate("style="), "lower",
      re.compile(r"style\s*=\s*[\"'\x60]?[^\"'\x60<>=]{0,200}?(?:url\s*\(|@import|expression\s*\()"),
      "style attribute that loads a resource or runs CSS"),
-    ("xss.template_injection", ("{{", "${"), "lower",
+    ("xss.template_injection", _gate("{{"), "lower",
      re.compile(
          r"\{\{[^{}]{0,200}?(?:constructor|\$eval|\$on\b|__proto__|" + _SINK + ")"
          r"|\$\{[^{}]{0,100}?" + _SINK
@@ -142,30 +195,85 @@ _RULES: list[tuple[str, Gate, str, re.Pattern[str], str]] = [
 ]
 
 
-# What every XSS rule needs one of, as plain substring tests (on long text the C substring
-# search beats any regex alternation): text with none of them is left alone.
-_NEEDED = ("<", "{", "script", "mocha", "data:", "expression", "binding", "behavior", "&{")
-def _may_be_xss(low: str) -> bool:
-    if passes(_NEEDED, low):
+_TAG_RULES = _RULES[:3]
+assert all(gate == {"<"} for _, gate, _, _, _ in _TAG_RULES)
+_SCRIPT_URL = _RULES[3]
+assert _SCRIPT_URL[1] == {"script:"}
+_TAG_ANY = combine([pattern for _, _, _, pattern, _ in _TAG_RULES])
+_OTHER_RULES = GatedRules(_RULES[len(_TAG_RULES) + 1 :], lambda rule: rule[1])
+
+
+def _has_sink(low: str, calls: frozenset[str]) -> bool:
+    if calls - _NOT_SINKS:
         return True
-    if "=" in low and (_HANDLER_GATE.search(low) or _STYLE_GATE.search(low)):
+    if "document" in low or "location" in low:
         return True
-    return _has_sink(low)
+    if "[" in low and _INDEXED_SINK.search(low):
+        return True
+    return "\x60" in low and _TEMPLATE_CALL.search(low) is not None
+
+
+def _features(prepared: Prepared) -> frozenset[str]:
+    """What the rules' gates ask about the input: one test each, mostly for one character.
+
+    Plain text has none of them and is let through without any pattern being tried.
+    """
+    low = prepared.lower
+    found: set[str] = set()
+    if "<" in low:
+        found.add("<")
+        if "<!" in low:
+            found.add("<!")
+    if "{" in low:
+        if "{{" in low or "${" in low:
+            found.add("{{")
+        if "&{" in low:
+            found.add("&{")
+    if "[" in low:
+        found.add("[")
+    if "=" in low:
+        found.add("=")
+        if "style" in low:
+            found.add("style=")
+    if ":" in low:
+        if "data:" in low:
+            found.add("data:")
+        if "binding" in low or "behavior" in low:
+            found.add("binding")
+    calls = _CALL_FINDER(low)
+    if "expression" in calls:
+        found.add("expression(")
+    if _has_sink(low, calls):
+        found.add("sink")
+        if ">" in low or "*/" in low:
+            found.add("sink>")
+    return frozenset(found)
 
 
 def scan_xss(prepared: Prepared) -> list[Finding]:
     """The first reason ``prepared`` looks like cross-site scripting, or ``[]``."""
     low = prepared.lower
-    if not _may_be_xss(low):
-        return []
-    gates: dict[int, bool] = {}  # a gate shared by several rules is evaluated once
-    for rule, gate, view, pattern, message in _RULES:
-        passed = gates.get(id(gate))
-        if passed is None:
-            passed = gates[id(gate)] = _has_sink(low) if gate is _SINK_CALL else passes(gate, low)
-        if not passed:
-            continue
-        text = low if view == "lower" else prepared.compact
+    if "<" in low:  # the commonest vectors, tried before any other feature is looked for
+        if prepared.compact is low:  # the views are one text: one search for the three
+            match = _TAG_ANY.search(low)
+            if match:
+                rule, _, _, _, message = _TAG_RULES[combined_index(match)]
+                return [Finding("xss", rule, message, excerpt(low, match))]
+        else:
+            found = _first_match(prepared, _TAG_RULES)
+            if found:
+                return found
+    if ":" in low and ("script" in low or "mocha" in low):  # the next commonest
+        found = _first_match(prepared, [_SCRIPT_URL])
+        if found:
+            return found
+    features = _features(prepared)
+    return _first_match(prepared, _OTHER_RULES.select(features)) if features else []
+
+
+def _first_match(prepared: Prepared, rules: list[_Rule]) -> list[Finding]:
+    for rule, _, view, pattern, message in rules:
+        text = prepared.lower if view == "lower" else prepared.compact
         match = pattern.search(text)
         if match:
             return [Finding("xss", rule, message, excerpt(text, match))]
