@@ -161,6 +161,23 @@ METRIC_ERRORS_HANDLED: Final = "errors.handled"
 ERROR_SEVERITY: Final = "error.severity"
 ERROR_CONTEXT: Final = "error.context"
 
+# --- uncaught exceptions (otelprod.init()'s hooks; log records on logger otelprod.uncaught,
+# errors.handled with error.severity=critical and error.context=one of UncaughtContext) ----
+#: what the hook was told besides the exception: asyncio's message, the unraisable's object
+ERROR_DETAIL: Final = "error.detail"
+THREAD_NAME: Final = "thread.name"
+THREAD_ID: Final = "thread.id"
+
+
+class UncaughtContext:
+    MAIN_THREAD: Final = "uncaught.main_thread"  # FATAL record and a CRITICAL alert
+    THREAD: Final = "uncaught.thread"
+    ASYNCIO: Final = "uncaught.asyncio"
+    UNRAISABLE: Final = "uncaught.unraisable"
+    ALL: Final = ("uncaught.main_thread", "uncaught.thread", "uncaught.asyncio",
+                  "uncaught.unraisable")
+
+
 # --- health and alerts ------------------------------------------------------------
 METRIC_HEALTH_CHECK_STATUS: Final = "health.check.status"
 METRIC_HEALTH_CHECK_DURATION: Final = "health.check.duration"
