@@ -88,6 +88,14 @@ def get_system() -> ProductionSystem | None:
     return _system
 
 
+def log_bridge() -> logging.Handler | None:
+    """The OTLP log bridge of the running pipeline (None before init(), after shutdown(),
+    or with telemetry disabled): a ``logging.Handler`` that sends what it is handed to the
+    OTel log pipeline with the active trace context."""
+    pipeline = _pipeline
+    return pipeline.log_handler if pipeline is not None else None
+
+
 def export_status() -> ExportStatus:
     """How the export is going (``not_initialized`` before init() and after shutdown())."""
     pipeline = _pipeline
