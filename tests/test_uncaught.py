@@ -24,7 +24,7 @@ SECRET = "s3cr3t-tok-4242"
 
 
 def _env(receiver: OTLPReceiver) -> dict[str, str]:
-    return python_env(OTEL_EXPERIMENTAL_RESOURCE_DETECTORS="", OTELPROD_SYSTEM_METRICS="false",
+    return python_env(OTELPROD_SYSTEM_METRICS="false",
                       OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
                       OTEL_EXPORTER_OTLP_PROTOCOL=receiver.protocol)
 

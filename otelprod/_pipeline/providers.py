@@ -24,7 +24,7 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio, Sampler
+from opentelemetry.sdk.trace.sampling import DEFAULT_ON, ParentBasedTraceIdRatio, Sampler
 
 from otelprod import semconv
 from otelprod._pipeline import stderr
@@ -106,6 +106,8 @@ def sampler(settings: Settings) -> Sampler | None:
     ``OTEL_TRACES_SAMPLER`` and ``_ARG``) when that variable is set: it wins."""
     if os.environ.get("OTEL_TRACES_SAMPLER", "").strip():
         return None
+    if settings.sample_rate >= 1.0:
+        return DEFAULT_ON  # the same decisions as a ratio of 1, without computing one
     return ParentBasedTraceIdRatio(settings.sample_rate)
 
 
