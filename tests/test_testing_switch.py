@@ -28,7 +28,7 @@ from tests.conftest import Telemetry
 def _clean() -> Iterator[None]:
     yield
     set_testing_overrides(None)
-    for name in ("switch-a", "switch-b"):
+    for name in ("switch-a", "switch-b", "switch-open"):
         unregister_circuit_breaker(name)
 
 
@@ -88,26 +88,27 @@ def test_async_retries_skip_their_backoff() -> None:
 def test_a_breaker_forced_open_rejects_and_the_fallback_answers(telemetry: Telemetry) -> None:
     calls = []
 
-    @with_circuit_breaker("switch-a")
+    @with_circuit_breaker("switch-open")
     def call() -> str:
         calls.append(1)
         return "real"
 
-    @with_circuit_breaker("switch-a", fallback="cached")
+    @with_circuit_breaker("switch-open", fallback="cached")
     def with_fallback() -> str:
         return "real"
 
     assert call() == "real"
-    with set_testing(True, breakers={"switch-a": "open"}):
+    with set_testing(True, breakers={"switch-open": "open"}):
         with pytest.raises(CircuitBreakerOpenError):
             call()
         assert with_fallback() == "cached"
-        assert circuit_breaker("switch-a").state == "closed"  # its real state is untouched
+        assert circuit_breaker("switch-open").state == "closed"  # its real state is untouched
     assert call() == "real" and len(calls) == 2
     assert len(telemetry.events("circuitbreaker.rejected")) == 2
-    rejected = [p for attrs, p in telemetry.metrics()["circuitbreaker.calls"]
-                if attrs["circuitbreaker.result"] == "rejected"]
-    assert sum(p.value for p in rejected) == 2
+    rejected = [p for attrs, p in telemetry.metrics()["circuitbreaker.calls"]  # cumulative
+                if attrs == {"circuitbreaker.name": "switch-open",
+                             "circuitbreaker.result": "rejected"}]
+    assert [p.value for p in rejected] == [2]
 
 
 def test_a_breaker_forced_closed_admits_every_call_and_never_opens() -> None:
