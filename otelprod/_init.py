@@ -17,6 +17,7 @@ import threading
 import time
 from typing import Any
 
+from otelprod import _uncaught
 from otelprod._pipeline.fork import prepare_for_fork
 from otelprod._pipeline.providers import Pipeline, install
 from otelprod._pipeline.resource import build_resource
@@ -72,6 +73,11 @@ def init(
             system.start()
         except Exception:
             _log.exception("otelprod: a production feature failed to start")
+        if settings.capture_uncaught:
+            try:
+                _uncaught.install(_pipeline)
+            except Exception:
+                _log.exception("otelprod: the uncaught-exception hooks failed to install")
         if not _atexit_registered:
             atexit.register(_shutdown_at_exit)
             _atexit_registered = True
@@ -80,6 +86,14 @@ def init(
 
 def get_system() -> ProductionSystem | None:
     return _system
+
+
+def log_bridge() -> logging.Handler | None:
+    """The OTLP log bridge of the running pipeline (None before init(), after shutdown(),
+    or with telemetry disabled): a ``logging.Handler`` that sends what it is handed to the
+    OTel log pipeline with the active trace context."""
+    pipeline = _pipeline
+    return pipeline.log_handler if pipeline is not None else None
 
 
 def export_status() -> ExportStatus:
@@ -103,6 +117,7 @@ def shutdown(timeout: float | None = None) -> bool:
         _system = _pipeline = None
     if pipeline is None and system is None:
         return True
+    _uncaught.uninstall()
     budget = timeout if timeout is not None else (
         pipeline.settings.shutdown_timeout if pipeline else 5.0)
     deadline = time.monotonic() + budget

@@ -27,11 +27,32 @@ SERVICE_INSTANCE_ID: Final = "service.instance.id"
 DEPLOYMENT_ENVIRONMENT_NAME: Final = "deployment.environment.name"
 HOST_NAME: Final = "host.name"
 PROCESS_PID: Final = "process.pid"
+# where it runs (otelprod._pipeline.resource's detectors; the SDK's add process.runtime.*,
+# process.executable.*, os.type, os.version, host.arch, host.id)
+PROCESS_PARENT_PID: Final = "process.parent_pid"
+PROCESS_RUNTIME_NAME: Final = "process.runtime.name"
+PROCESS_RUNTIME_VERSION: Final = "process.runtime.version"
+PROCESS_RUNTIME_DESCRIPTION: Final = "process.runtime.description"
+OS_TYPE: Final = "os.type"
+OS_VERSION: Final = "os.version"
+HOST_ID: Final = "host.id"
+CONTAINER_ID: Final = "container.id"
+K8S_POD_NAME: Final = "k8s.pod.name"
+K8S_POD_UID: Final = "k8s.pod.uid"
+K8S_NAMESPACE_NAME: Final = "k8s.namespace.name"
+K8S_NODE_NAME: Final = "k8s.node.name"
+CLOUD_PROVIDER: Final = "cloud.provider"
+CLOUD_PLATFORM: Final = "cloud.platform"
+CLOUD_REGION: Final = "cloud.region"
+FAAS_NAME: Final = "faas.name"
+FAAS_VERSION: Final = "faas.version"
+FAAS_INSTANCE: Final = "faas.instance"
 
 # --- common attributes -----------------------------------------------------
 ERROR_TYPE: Final = "error.type"
 EXCEPTION_TYPE: Final = "exception.type"
 EXCEPTION_MESSAGE: Final = "exception.message"
+EXCEPTION_STACKTRACE: Final = "exception.stacktrace"
 
 # --- retry -------------------------------------------------------------------
 METRIC_RETRY_ATTEMPTS: Final = "retry.attempts"
@@ -139,6 +160,23 @@ EVENT_FALLBACK: Final = "fallback"
 METRIC_ERRORS_HANDLED: Final = "errors.handled"
 ERROR_SEVERITY: Final = "error.severity"
 ERROR_CONTEXT: Final = "error.context"
+
+# --- uncaught exceptions (otelprod.init()'s hooks; log records on logger otelprod.uncaught,
+# errors.handled with error.severity=critical and error.context=one of UncaughtContext) ----
+#: what the hook was told besides the exception: asyncio's message, the unraisable's object
+ERROR_DETAIL: Final = "error.detail"
+THREAD_NAME: Final = "thread.name"
+THREAD_ID: Final = "thread.id"
+
+
+class UncaughtContext:
+    MAIN_THREAD: Final = "uncaught.main_thread"  # FATAL record and a CRITICAL alert
+    THREAD: Final = "uncaught.thread"
+    ASYNCIO: Final = "uncaught.asyncio"
+    UNRAISABLE: Final = "uncaught.unraisable"
+    ALL: Final = ("uncaught.main_thread", "uncaught.thread", "uncaught.asyncio",
+                  "uncaught.unraisable")
+
 
 # --- health and alerts ------------------------------------------------------------
 METRIC_HEALTH_CHECK_STATUS: Final = "health.check.status"

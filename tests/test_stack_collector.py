@@ -117,12 +117,72 @@ def test_extensions_are_declared_enabled_and_used(config: dict[str, Any]) -> Non
 
 
 def test_memory_limiter_runs_first_in_every_pipeline(
-        pipelines: dict[str, dict[str, list[str]]]) -> None:
+        config: dict[str, Any], pipelines: dict[str, dict[str, list[str]]]) -> None:
+    receivers = set(config.get("receivers") or {})
     for pid, pipeline in pipelines.items():
         processors = pipeline.get("processors", [])
         assert processors and component_type(processors[0]) == "memory_limiter", (
             f"pipeline {pid}: processors {processors} do not start with memory_limiter")
-        assert any(component_type(p) == "resourcedetection" for p in processors), pid
+        if set(pipeline["receivers"]) & receivers:  # data from outside: fill in the resource
+            assert any(component_type(p) == "resourcedetection" for p in processors), pid
+
+
+SAMPLERS = {"tail_sampling", "probabilistic_sampler"}
+
+
+def _upstream(pid: str, pipelines: dict[str, dict[str, list[str]]]) -> set[str]:
+    """The pipelines whose data reaches ``pid`` through connectors, ``pid`` included."""
+    seen = {pid}
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        for other, pipeline in pipelines.items():
+            if other not in seen and set(pipeline["exporters"]) & set(
+                    pipelines[current]["receivers"]):
+                seen.add(other)
+                todo.append(other)
+    return seen
+
+
+def _samplers_on_the_way(pid: str, pipelines: dict[str, dict[str, list[str]]]) -> set[str]:
+    return {p for up in _upstream(pid, pipelines) for p in pipelines[up].get("processors", [])
+            if component_type(p) in SAMPLERS}
+
+
+def test_spanmetrics_see_every_span_and_jaeger_gets_tail_sampled_traces(
+        config: dict[str, Any], pipelines: dict[str, dict[str, list[str]]]) -> None:
+    to_spanmetrics = [pid for pid, p in pipelines.items() if "spanmetrics" in p["exporters"]]
+    to_jaeger = [pid for pid, p in pipelines.items()
+                 if any(e.endswith("/jaeger") for e in p["exporters"])]
+    assert to_spanmetrics and to_jaeger
+    for pid in to_spanmetrics:  # RED metrics must count all traffic, not the sampled share
+        assert not _samplers_on_the_way(pid, pipelines), (
+            f"pipeline {pid} feeds spanmetrics after sampling: "
+            f"{_samplers_on_the_way(pid, pipelines)}")
+    for pid in to_jaeger:
+        assert _samplers_on_the_way(pid, pipelines) == {"tail_sampling"}, (
+            f"pipeline {pid}: traces reach Jaeger without (or twice through) tail sampling")
+        # fed from the same pipeline as spanmetrics, so both see the same spans
+        assert _upstream(pid, pipelines) & set(to_spanmetrics), pid
+    # every trace the collector receives reaches both
+    for pid, pipeline in pipelines.items():
+        if signal(pid) == "traces" and "otlp" in pipeline["receivers"]:
+            assert pid in to_spanmetrics, pid
+            assert any(pid in _upstream(j, pipelines) for j in to_jaeger), pid
+
+
+def test_tail_sampling_keeps_errors_and_slow_traces_and_samples_the_rest(
+        config: dict[str, Any]) -> None:
+    sampling = config["processors"]["tail_sampling"]
+    assert _seconds(sampling["decision_wait"]) >= 1
+    assert sampling["num_traces"] > 0
+    policies = {p["type"]: p for p in sampling["policies"]}
+    assert len(policies) == len(sampling["policies"]) == 3, "one policy per kind, OR-ed"
+    assert policies["status_code"]["status_code"]["status_codes"] == ["ERROR"]
+    assert policies["latency"]["latency"]["threshold_ms"] > 0
+    assert 0 < policies["probabilistic"]["probabilistic"]["sampling_percentage"] < 100
+    # policies are OR-ed only at the top level: no and/composite that would narrow them
+    assert not {"and", "composite"} & set(policies)
 
 
 def _endpoints(node: Any, path: str = "") -> list[tuple[str, str]]:
@@ -180,7 +240,9 @@ def test_exporters_point_at_the_compose_services(
                 "logs": ("loki", "/otlp")}
     for pid, pipeline in pipelines.items():
         exporters = [e for e in pipeline["exporters"] if e in config["exporters"]]
-        assert exporters, f"pipeline {pid} exports nowhere"
+        downstream = [other for other in pipelines if pid in _upstream(other, pipelines)]
+        assert any(e in config["exporters"] for d in downstream
+                   for e in pipelines[d]["exporters"]), f"pipeline {pid} exports nowhere"
         for exporter_id in exporters:
             host, port, path = _exporter_target(exporter_id, config["exporters"][exporter_id])
             assert host in services, f"exporter {exporter_id}: host {host} is no compose service"

@@ -58,7 +58,10 @@ def _reset_metrics(pipeline: Pipeline) -> None:
 
 
 def _renew_pid(pipeline: Pipeline) -> None:
-    update = Resource({semconv.PROCESS_PID: os.getpid()})
+    renewed: dict[str, int] = {semconv.PROCESS_PID: os.getpid()}
+    if semconv.PROCESS_PARENT_PID in pipeline.resource.attributes:  # the process detector's
+        renewed[semconv.PROCESS_PARENT_PID] = os.getppid()
+    update = Resource(renewed)
     for provider in (pipeline.tracer_provider, pipeline.meter_provider,
                      pipeline.logger_provider):
         if provider is not None:

@@ -24,6 +24,7 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import DEFAULT_ON, ParentBasedTraceIdRatio, Sampler
 
 from otelprod import semconv
 from otelprod._pipeline import stderr
@@ -100,6 +101,16 @@ def sdk_disabled() -> bool:
     return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
 
 
+def sampler(settings: Settings) -> Sampler | None:
+    """Parent-based ratio sampling at ``sample_rate``; None (the SDK reads
+    ``OTEL_TRACES_SAMPLER`` and ``_ARG``) when that variable is set: it wins."""
+    if os.environ.get("OTEL_TRACES_SAMPLER", "").strip():
+        return None
+    if settings.sample_rate >= 1.0:
+        return DEFAULT_ON  # the same decisions as a ratio of 1, without computing one
+    return ParentBasedTraceIdRatio(settings.sample_rate)
+
+
 def _views() -> list[View]:
     # Durations are in seconds: give them buckets meant for seconds.
     return [View(instrument_type=Histogram, instrument_unit="s",
@@ -145,9 +156,12 @@ def install(settings: Settings, resource: Resource) -> Pipeline:
 
     if isinstance(tracer_provider, TracerProvider):
         pipeline.tracer_provider = tracer_provider
+        if settings.sample_rate < 1.0:
+            _log.warning("otelprod: sample_rate=%s is not applied: the tracer provider "
+                         "already installed keeps its own sampler", settings.sample_rate)
     else:
-        # the sampler comes from OTEL_TRACES_SAMPLER, read by the SDK
-        tp = TracerProvider(resource=resource, shutdown_on_exit=False)
+        tp = TracerProvider(resource=resource, shutdown_on_exit=False,
+                            sampler=sampler(settings))
         tp.add_span_processor(BatchSpanProcessor(ScrubbingSpanExporter(span_exporter)))
         trace.set_tracer_provider(tp)
         pipeline.tracer_provider = tp

@@ -15,12 +15,17 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from otelprod.config_manager._environment import ENVIRONMENT_NAMES, normalize_environment
-from otelprod.config_manager._schema import ConfigKey, ConfigSchema
+from otelprod.config_manager._schema import ConfigKey, ConfigSchema, ConfigValueError
 from otelprod.errors import ConfigurationError
 from otelprod.structured_logging import level_name
 
 ENV_PREFIX = "OTELPROD_"
 MiB = 1024 * 1024
+#: the resource detectors otelprod runs unless told otherwise (see _pipeline/resource.py)
+DEFAULT_RESOURCE_DETECTORS = "process,os,host,container,k8s,cloud"
+#: detectors otelprod has itself (the rest are the SDK's entry points)
+OWN_RESOURCE_DETECTORS = ("container", "k8s", "cloud")
+ALIASES = {"kubernetes": "k8s"}
 
 
 @dataclass(frozen=True)
@@ -44,10 +49,36 @@ class Settings:
     spool_retry_max: float = 30.0
     console: bool | None = None
     system_metrics: bool = True
+    capture_uncaught: bool = True
+    sample_rate: float = 1.0
+    resource_detectors: str = DEFAULT_RESOURCE_DETECTORS
 
 
 def _lower(value: Any) -> Any:
     return str(value).strip().lower()
+
+
+def entry_point_detectors() -> set[str]:
+    """Names of the installed ``opentelemetry_resource_detector`` entry points (the SDK's
+    ``process``, ``os``, ``host``, ``otel``, and those of installed detector packages)."""
+    from importlib.metadata import entry_points
+
+    return {ep.name for ep in entry_points(group="opentelemetry_resource_detector")}
+
+
+def _detector_names(value: Any) -> str:
+    """``"Process, os,,kubernetes"`` -> ``"process,os,k8s"``; ``none`` or nothing: no detector."""
+    names = [n.strip().lower() for n in str(value).split(",") if n.strip()]
+    names = [ALIASES.get(n, n) for n in names if n != "none"]
+    unknown = [n for n in names if n not in OWN_RESOURCE_DETECTORS]
+    if unknown:
+        known = set(OWN_RESOURCE_DETECTORS) | entry_point_detectors()
+        unknown = [n for n in unknown if n not in known]
+        if unknown:
+            raise ConfigValueError(
+                f"unknown resource detector {', '.join(map(repr, unknown))} (known: "
+                f"{', '.join(sorted(known))}, none)")
+    return ",".join(dict.fromkeys(names))
 
 
 #: Every setting, declared once: type, range, choices.
@@ -83,6 +114,15 @@ SCHEMA = ConfigSchema([
               description="longest delay (s) between probes of a collector that is down"),
     ConfigKey("console", bool, description="print telemetry instead of exporting it"),
     ConfigKey("system_metrics", bool, default=True, description="system/process metrics"),
+    ConfigKey("capture_uncaught", bool, default=True,
+              description="report uncaught exceptions (main thread, threads, asyncio, unraisable)"),
+    ConfigKey("sample_rate", float, default=1.0, min=0.0, max=1.0,
+              description="share of new traces kept (parent-based ratio); "
+                          "OTEL_TRACES_SAMPLER wins when set"),
+    ConfigKey("resource_detectors", str, default=DEFAULT_RESOURCE_DETECTORS,
+              normalize=_detector_names,
+              description="comma-separated resource detectors: process, os, host, container, "
+                          "k8s, cloud, any opentelemetry_resource_detector entry point; none"),
 ])
 
 

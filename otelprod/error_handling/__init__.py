@@ -43,6 +43,11 @@ from otelprod.error_handling._dlq import (
 from otelprod.error_handling._fallback import with_fallback
 from otelprod.error_handling._handler import ErrorHandler, ErrorSeverity, error_handler
 from otelprod.error_handling._retry import RetryConfig, with_retry
+from otelprod.error_handling._testing import (
+    TestingOverrides,
+    set_testing_overrides,
+    testing_overrides,
+)
 
 #: pybreaker's name for the rejection, for code written against it
 CircuitBreakerError = CircuitBreakerOpenError
@@ -87,6 +92,7 @@ __all__ = [
     "ErrorSeverity",
     "ReplayResult",
     "RetryConfig",
+    "TestingOverrides",
     "TransitionReason",
     "add_breaker_state_listener",
     "circuit_breaker",
@@ -96,7 +102,9 @@ __all__ = [
     "get_circuit_breaker",
     "get_circuit_breakers",
     "remove_breaker_state_listener",
+    "set_testing_overrides",
     "status_report",
+    "testing_overrides",
     "unregister_circuit_breaker",
     "with_circuit_breaker",
     "with_fallback",

@@ -39,6 +39,7 @@ import pybreaker
 from otelprod import _forks, semconv
 from otelprod._compat import pybreaker as compat
 from otelprod._telemetry import safely
+from otelprod.error_handling import _testing
 from otelprod.error_handling._breaker_events import (
     BreakerTransition,
     TransitionReason,
@@ -46,6 +47,7 @@ from otelprod.error_handling._breaker_events import (
     publish,
     publish_rejection,
     track,
+    tracked,
 )
 from otelprod.error_handling._breaker_storage import state_store
 from otelprod.error_handling._fallback import MISSING, ainvoke_fallback, invoke_fallback
@@ -126,9 +128,11 @@ class BreakerEngine(pybreaker.CircuitBreaker):
         # pybreaker's listeners, kept as a tuple so that each call reads it without a copy
         self._watchers: tuple[Any, ...] = self.listeners
         self._express: Any = None  # see _update_express
+        #: a test override's state ("open"/"closed", error_handling._testing), or None
+        self.forced: str | None = None
         #: the name the state gauge reports it under (None: not in the gauge)
         self.observed_as: str | None = name if self.gauged_by_name else None
-        self._relabel()
+        self._relabel()  # also applies a test override for the name
         self._update_express()
         self._core = self.sync_core()  # call() and call_async()
         self._async_core = self.async_core()
@@ -165,6 +169,8 @@ class BreakerEngine(pybreaker.CircuitBreaker):
 
     def _relabel(self) -> None:
         self.label = self.name or "unnamed"
+        overrides = _testing.current
+        self.forced = overrides.breaker_state(self.label) if overrides is not None else None
         counts = call_counters(self.label)
         self._count_success = counts[Result.SUCCESS]
         self._count_failure = counts[Result.FAILURE]
@@ -190,7 +196,8 @@ class BreakerEngine(pybreaker.CircuitBreaker):
         through the lock. Update it whenever one of those changes (hold the lock)."""
         st = self._st
         self._express = st if (self._local and st.__class__ is _CLOSED and not self._watchers
-                               and not self._pending and not self._storage.counter) else None
+                               and not self._pending and not self._storage.counter
+                               and self.forced is None) else None
 
     # --- state -------------------------------------------------------------------------------
     def _current(self) -> Any:
@@ -291,6 +298,8 @@ class BreakerEngine(pybreaker.CircuitBreaker):
     # --- 1. admit ----------------------------------------------------------------------------
     def _admit(self) -> Any:
         """The token of an admitted call (a state object or a _Trial), or the rejection."""
+        if self.forced is not None:
+            return self._admit_forced()
         st = self._st if self._local else self._current()
         if st.__class__ is _CLOSED:
             if self._pending:
@@ -328,6 +337,15 @@ class BreakerEngine(pybreaker.CircuitBreaker):
         state = STATE_NAMES[self._st.name]
         publish_rejection(self.label, state)
         return CircuitBreakerOpenError(self.label, state, retry_after or None)
+
+    def _admit_forced(self) -> Any:
+        """Under a test override: reject as if open, or admit with a token no state owns,
+        so that settling it counts the call and changes no state (see _succeeded)."""
+        if self.forced == _testing.OPEN:
+            self._count_rejected()
+            publish_rejection(self.label, State.OPEN)
+            return CircuitBreakerOpenError(self.label, State.OPEN, None)
+        return _FORCED_CLOSED
 
     def _before_call(self, fn: Callable[..., Any], args: tuple[Any, ...],
                      kwargs: dict[str, Any]) -> None:
@@ -523,6 +541,25 @@ async def _coroutine(engine: BreakerEngine, token: Any, coro: Any, excluded: Exc
 _DEFERRED: dict[type, Callable[..., Any]] = {
     types.GeneratorType: _generator, types.AsyncGeneratorType: _async_generator,
     types.CoroutineType: _coroutine}
+
+
+#: the token of a call admitted by a breaker forced closed: no state is it, so settling it
+#: changes nothing but the counts
+_FORCED_CLOSED = object()
+
+
+def _apply_overrides(overrides: _testing.TestingOverrides | None) -> None:
+    """Force (or release) every live breaker the test overrides name."""
+    for engine in tracked():
+        if not isinstance(engine, BreakerEngine):
+            continue
+        with engine._mutex:
+            engine.forced = (overrides.breaker_state(engine.label)
+                             if overrides is not None else None)
+            engine._update_express()
+
+
+_testing.on_change(_apply_overrides)
 
 
 # --- a forked child -----------------------------------------------------------------------

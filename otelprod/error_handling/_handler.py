@@ -100,6 +100,29 @@ class ErrorHandler:
             raise TypeError("handle_error: additional_info must be a mapping or None, got "
                             f"{type(additional_info).__name__}")
         info = dict(additional_info or {})
+        entry = self.count_error(error, context, severity)
+        error_type = entry["type"]
+        attrs: dict[str, Any] = {semconv.ERROR_TYPE: error_type,
+                                 semconv.ERROR_SEVERITY: severity.value,
+                                 semconv.ERROR_CONTEXT: context}
+        info_attrs = {f"error.info.{k}": _attribute_value(v) for k, v in info.items()}
+        safely("recording a handled error on the span", self._record_on_span, error,
+               {**attrs, **info_attrs})
+        safely("logging a handled error", errors_log.log, severity.log_level,
+               "[%s] %s: %s", context, error_type, error,
+               exc_info=(type(error), error, error.__traceback__),
+               extra={**attrs, **info_attrs})
+        if severity is ErrorSeverity.CRITICAL:
+            for listener in list(self._listeners):
+                safely("a critical-error listener", listener, error, context, severity, info)
+        return entry
+
+    def count_error(self, error: BaseException, context: str = "unknown",
+                    severity: ErrorSeverity | str = ErrorSeverity.MEDIUM) -> dict[str, Any]:
+        """Count ``error`` in ``errors.handled`` and the statistics, and nothing else: no span,
+        no log record, no listener. For callers that report the error their own way (the
+        uncaught-exception hooks of ``otelprod.init()``). Returns the statistics entry."""
+        severity = ErrorSeverity(severity)
         error_type = type(error).__qualname__
         now = time.time()
         entry: dict[str, Any] = {"time": now, "type": error_type,
@@ -112,21 +135,9 @@ class ErrorHandler:
             self._by_context[context] += 1
             self._recent.append(entry)
             self._last_error_at = now
-
-        attrs: dict[str, Any] = {semconv.ERROR_TYPE: error_type,
-                                 semconv.ERROR_SEVERITY: severity.value,
-                                 semconv.ERROR_CONTEXT: context}
-        safely("counting a handled error", _handled.add, 1, attrs)
-        info_attrs = {f"error.info.{k}": _attribute_value(v) for k, v in info.items()}
-        safely("recording a handled error on the span", self._record_on_span, error,
-               {**attrs, **info_attrs})
-        safely("logging a handled error", errors_log.log, severity.log_level,
-               "[%s] %s: %s", context, error_type, error,
-               exc_info=(type(error), error, error.__traceback__),
-               extra={**attrs, **info_attrs})
-        if severity is ErrorSeverity.CRITICAL:
-            for listener in list(self._listeners):
-                safely("a critical-error listener", listener, error, context, severity, info)
+        safely("counting a handled error", _handled.add, 1,
+               {semconv.ERROR_TYPE: error_type, semconv.ERROR_SEVERITY: severity.value,
+                semconv.ERROR_CONTEXT: context})
         return entry
 
     @staticmethod

@@ -22,6 +22,7 @@ import tenacity
 
 from otelprod import semconv
 from otelprod._telemetry import add_event, meter
+from otelprod.error_handling import _testing
 from otelprod.error_handling._common import (
     Tally,
     await_in_own_span,
@@ -136,15 +137,29 @@ class _Policy:
         add_event(semconv.EVENT_RETRY, attrs)
 
     def retrying(self, is_async: bool) -> Any:
-        """A fresh tenacity object for one failing call: tenacity keeps per-call state on it."""
-        kwargs: dict[str, Any] = dict(stop=self.stop, wait=self.wait, retry=self.retry,
+        """A fresh tenacity object for one failing call: tenacity keeps per-call state on it.
+        Test overrides (``set_testing_overrides``) take the waits and cap the attempts."""
+        wait, stop = self.wait, self.stop
+        overrides = _testing.current
+        if overrides is not None:
+            if not overrides.retry_wait:
+                wait = tenacity.wait_none()
+            if overrides.retry_attempts is not None:
+                stop = tenacity.stop_after_attempt(self.max_attempts())
+        kwargs: dict[str, Any] = dict(stop=stop, wait=wait, retry=self.retry,
                                       before_sleep=self.before_sleep, reraise=True)
         if self.sleep is not None:
             kwargs["sleep"] = self.sleep
         return (tenacity.AsyncRetrying if is_async else tenacity.Retrying)(**kwargs)
 
+    def max_attempts(self) -> int:
+        overrides = _testing.current
+        if overrides is None or overrides.retry_attempts is None:
+            return self.config.max_attempts
+        return min(self.config.max_attempts, overrides.retry_attempts)
+
     def gives_up_at_once(self, failure: BaseException) -> bool:
-        return self.config.max_attempts == 1 or not self.config.should_retry(failure)
+        return self.max_attempts() == 1 or not self.config.should_retry(failure)
 
     def gave_up(self, exc: BaseException, attempts: int) -> bool:
         """Account for the final failure; True when it was an exhaustion to dead-letter."""
