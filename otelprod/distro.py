@@ -40,7 +40,7 @@ from otelprod._pipeline.instrumentation import (
 )
 from otelprod._pipeline.settings import Settings, load_settings
 
-_log = logging.getLogger("otelprod.instrumentation")
+_log = logging.getLogger("otelprod._pipeline.instrumentation")
 
 NAME = "otelprod"
 

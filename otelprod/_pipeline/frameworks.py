@@ -33,7 +33,7 @@ from typing import Any
 from otelprod._pipeline.http_conventions import prepare_environment, server_excluded_urls
 from otelprod._pipeline.settings import Settings
 
-_log = logging.getLogger("otelprod.instrumentation")
+_log = logging.getLogger("otelprod._pipeline.instrumentation")
 
 #: instrumentations that may wait for their framework, and what they wait for
 DEFERRED_REASONS = {

@@ -8,7 +8,9 @@ entry point is a contrib instrumentation package; it is activated unless
 or at a version it does not support (contrib's own
 ``get_dist_dependency_conflicts`` decides). Each skip says why in one INFO
 line; an instrumentor that fails is a WARNING, never an exception, and the
-others still load.
+others still load. (They are said on a ``otelprod._pipeline`` logger: an
+application's own handlers show them, they never enter the OTLP log stream,
+and the warnings reach stderr through ``_pipeline/stderr.py``.)
 
 Two instrumentations are otelprod's own business and never loaded here:
 ``logging`` (its handler on the root logger would be a second bridge, exporting
@@ -37,7 +39,7 @@ from otelprod._pipeline.http_conventions import (
 )
 from otelprod._pipeline.settings import Settings
 
-_log = logging.getLogger("otelprod.instrumentation")
+_log = logging.getLogger("otelprod._pipeline.instrumentation")
 
 ENTRY_POINT_GROUP = "opentelemetry_instrumentor"
 DISABLED_ENV = "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"
