@@ -141,7 +141,7 @@ def load_settings(*, environ: Mapping[str, str] | None = None, **overrides: Any)
                 for k in sorted(set(overrides) - set(known))]
     values: dict[str, Any] = {}
     origin: dict[str, str] = {}
-    if isinstance(overrides.get("instrument"), (bool, list, tuple, set, frozenset)):
+    if overrides.get("instrument") is not None and not isinstance(overrides["instrument"], str):
         try:  # the one setting that also takes a bool or a list: text for the schema
             overrides = {**overrides, "instrument": instrument_text(overrides["instrument"])}
         except ConfigValueError as exc:
