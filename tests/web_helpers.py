@@ -29,12 +29,13 @@ STATUS_ERROR = 2
 
 def export_env(receiver: OTLPReceiver, app_dir: Path, **extra: str) -> dict[str, str]:
     """A child's environment: export quickly to ``receiver``, import the app from ``app_dir``."""
-    env = python_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
-                     OTEL_EXPORTER_OTLP_PROTOCOL=receiver.protocol,
-                     OTEL_BSP_SCHEDULE_DELAY="100", OTEL_BLRP_SCHEDULE_DELAY="100",
-                     OTEL_METRIC_EXPORT_INTERVAL="500",
-                     OTELPROD_SPOOL_DIR=str(app_dir / "spool"),
-                     OTELPROD_SYSTEM_METRICS="false", **extra)
+    settings = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+                "OTEL_EXPORTER_OTLP_PROTOCOL": receiver.protocol,
+                "OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_BLRP_SCHEDULE_DELAY": "100",
+                "OTEL_METRIC_EXPORT_INTERVAL": "500",
+                "OTELPROD_SPOOL_DIR": str(app_dir / "spool"),
+                "OTELPROD_SYSTEM_METRICS": "false"}
+    env = python_env(**{**settings, **extra})
     env["PYTHONPATH"] = f"{app_dir}{os.pathsep}{env['PYTHONPATH']}"
     return env
 
