@@ -37,6 +37,7 @@ from otelprod._pipeline.instrumentation import (
     OWN,
     activate_entry_point,
     screen,
+    survey,
 )
 from otelprod._pipeline.settings import Settings, load_settings
 
@@ -79,6 +80,10 @@ class OtelprodConfigurator:
         disabled = [n.strip() for n in os.environ.get(DISABLED_ENV, "").split(",") if n.strip()]
         os.environ[DISABLED_ENV] = ",".join(disabled + [n for n in OWN if n not in disabled])
         start_auto("auto-instrumentation (otelprod run / opentelemetry-instrument)")
+        # the loader skips these itself (quietly): say why, as init() does
+        for skipped in survey(_settings()):
+            if skipped.state in (ABSENT, CONFLICT):
+                _log.info("otelprod: not instrumenting %s: %s", skipped.name, skipped.reason)
 
 
 __all__ = ["NAME", "OtelprodConfigurator", "OtelprodDistro"]

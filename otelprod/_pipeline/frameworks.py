@@ -30,6 +30,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from otelprod._compat.otel_instrumentation import app_instrumented
 from otelprod._pipeline.http_conventions import prepare_environment, server_excluded_urls
 from otelprod._pipeline.settings import Settings
 
@@ -88,7 +89,7 @@ def _wrap_once(key: str, module: str, name: str, wrapper: Callable[..., Any]) ->
 def _guarded(framework: str, app: Any, instrument: Callable[[], None]) -> None:
     """Instrument ``app`` once; a failure is a warning, said once per app."""
     with _lock:
-        if getattr(app, "_is_instrumented_by_opentelemetry", False) or \
+        if app_instrumented(app) or \
                 getattr(app, "_otelprod_failed", False):
             return
         try:
@@ -115,10 +116,10 @@ def _instrument_fastapi(app: Any) -> None:
 
 def _hook_fastapi() -> None:
     def build_middleware_stack(wrapped: Any, app: Any, args: Any, kwargs: Any) -> Any:
-        if app is not None and not getattr(app, "_is_instrumented_by_opentelemetry", False) \
+        if app is not None and not app_instrumented(app) \
                 and _fastapi_active():
             _guarded("FastAPI", app, lambda: _instrument_fastapi(app))
-            if getattr(app, "_is_instrumented_by_opentelemetry", False):
+            if app_instrumented(app):
                 return app.build_middleware_stack()  # contrib's, around this one
         return wrapped(*args, **kwargs)
 
@@ -142,7 +143,7 @@ def _instrument_flask(app: Any) -> None:
 
 def _hook_flask() -> None:
     def call(wrapped: Any, app: Any, args: Any, kwargs: Any) -> Any:
-        if app is not None and not getattr(app, "_is_instrumented_by_opentelemetry", False) \
+        if app is not None and not app_instrumented(app) \
                 and _flask_active():
             _guarded("Flask", app, lambda: _instrument_flask(app))
         return wrapped(*args, **kwargs)
