@@ -39,8 +39,12 @@ def test_zero_code_app_under_uvicorn_workers(tmp_path: Path) -> None:
     with OTLPReceiver() as receiver:
         env = export_env(receiver, tmp_path, OTEL_SERVICE_NAME="plain",
                          OTELPROD_SYSTEM_METRICS="true")
+        # uvicorn kills a worker that does not answer its health check within 5 s of being
+        # spawned; otelprod's start (every installed instrumentation's library imported) takes
+        # a few seconds on a loaded machine: give the workers time (see the README)
         server = Server([str(BIN / "otelprod"), "run", "--", str(BIN / "uvicorn"), "plain:app",
-                         "--workers", "2", "--port", "{port}"], env, tmp_path)
+                         "--workers", "2", "--timeout-worker-healthcheck", "60",
+                         "--port", "{port}"], env, tmp_path)
         served: Counter[int] = Counter()
         try:
             server.wait_ready("/health")
