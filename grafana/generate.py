@@ -90,12 +90,15 @@ PROCESS_CPU = prom(semconv.METRIC_PROCESS_CPU_UTILIZATION) + "_ratio"
 PROCESS_MEMORY = prom(semconv.METRIC_PROCESS_MEMORY_USAGE) + "_bytes"
 PROCESS_THREADS = prom(semconv.METRIC_PROCESS_THREAD_COUNT)
 PROCESS_FDS = prom(semconv.METRIC_PROCESS_OPEN_FILE_DESCRIPTOR_COUNT)
+HTTP_DURATION = prom(semconv.METRIC_HTTP_SERVER_REQUEST_DURATION) + "_seconds"
 SPOOL_SIZE = prom(semconv.METRIC_EXPORT_SPOOL_SIZE) + "_bytes"
 EXPORT_DROPPED = prom(semconv.METRIC_EXPORT_DROPPED) + "_total"
 EXPORT_FAILURES = prom(semconv.METRIC_EXPORT_FAILURES) + "_total"
 
 CB_NAME = label(semconv.CIRCUITBREAKER_NAME)
 CB_STATE_LABEL = label(semconv.CIRCUITBREAKER_STATE)
+ROUTE = label(semconv.HTTP_ROUTE)
+HTTP_STATUS = label(semconv.HTTP_RESPONSE_STATUS_CODE)
 HC_NAME = label(semconv.HEALTH_CHECK_NAME)
 HC_STATUS = label(semconv.HEALTH_STATUS)
 DLQ_NAME = label(semconv.DEADLETTER_QUEUE)
@@ -293,10 +296,13 @@ def service_overview() -> dict[str, Any]:
     errors = f"rate({SPAN_CALLS}{{{SPAN_SEL}, {SPAN_ERROR}}}[{RI}])"
     op = f"{OPERATION_DURATION}_count{{{SEL}}}"
     op_err = f'{OPERATION_DURATION}_count{{{SEL}, operation_result="error"}}'
+    http = f"rate({HTTP_DURATION}_count{{{SEL}}}[{RI}])"
+    http_5xx = f'rate({HTTP_DURATION}_count{{{SEL}, {HTTP_STATUS}=~"5.."}}[{RI}])'
     return dashboard(
         "otelprod-service-overview", "otelprod / Service overview",
-        "Request rate, errors and latency of each service (from span metrics and "
-        "operation.duration), and its recent error logs.",
+        "Request rate, errors and latency of each service (from span metrics, "
+        "http.server.request.duration per route and operation.duration), and its recent "
+        "error logs.",
         [
             ("Requests (span metrics)", [
                 (stat("Span rate", "Spans per second, every span the service ended "
@@ -320,6 +326,32 @@ def service_overview() -> dict[str, Any]:
                             "the trace in Jaeger.",
                             quantiles(SPAN_DURATION, SPAN_SEL, "service_name", "{{service_name}}"),
                             "s"), 24, 8),
+            ]),
+            ("HTTP requests by route (http.server.request.duration)", [
+                (timeseries("Requests per second by route", "Requests the service answered, "
+                            "per http.route (web frameworks instrumented by init(); health "
+                            "probes are left out).",
+                            [target(f"sum by (service_name, {ROUTE}) ({http})",
+                                    f"{{{{service_name}}}} {{{{{ROUTE}}}}}")], "reqps"), 8, 8),
+                (timeseries("Error ratio by route", "Share of requests answered with a 5xx "
+                            "status, per http.route.",
+                            [target(f"sum by (service_name, {ROUTE}) ({http_5xx}) / "
+                                    f"sum by (service_name, {ROUTE}) ({http})",
+                                    f"{{{{service_name}}}} {{{{{ROUTE}}}}}")],
+                            "percentunit", minimum=0), 8, 8),
+                (timeseries("Latency p95 by route", "95th percentile of "
+                            "http.server.request.duration per http.route; exemplar dots open "
+                            "the trace in Jaeger.",
+                            [target(f"histogram_quantile(0.95, sum by (le, service_name, "
+                                    f"{ROUTE}) (rate({HTTP_DURATION}_bucket{{{SEL}}}[{RI}])))",
+                                    f"{{{{service_name}}}} {{{{{ROUTE}}}}}", exemplar=True)],
+                            "s"), 8, 8),
+                (timeseries("HTTP latency p50 / p95 / p99", "All routes together.",
+                            quantiles(HTTP_DURATION, SEL, "", ""), "s"), 12, 8),
+                (timeseries("Requests per second by status", "Answered requests by "
+                            "http.response.status_code.",
+                            [target(f"sum by ({HTTP_STATUS}) ({http})",
+                                    f"{{{{{HTTP_STATUS}}}}}")], "reqps", stack=True), 12, 8),
             ]),
             ("Operations (operation.duration)", [
                 (timeseries("Operation latency p95", "95th percentile of operation.duration by "

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from otelprod import _telemetry
 
 if TYPE_CHECKING:
-    from otelprod._init import init, shutdown
+    from otelprod._init import init, instrument_app, shutdown
     from otelprod.config_manager import get_config
     from otelprod.error_handling import (
         CircuitBreakerConfig,
@@ -46,6 +46,7 @@ __all__ = [
     "get_logger",
     "get_production_system",
     "init",
+    "instrument_app",
     "monitoring_system",
     "rate_limit_manager",
     "rate_limited",
@@ -61,6 +62,7 @@ __all__ = [
 _EXPORTS: dict[str, str] = {
     "init": "otelprod._init",
     "shutdown": "otelprod._init",
+    "instrument_app": "otelprod._init",
     "ProductionSystem": "otelprod.production_integration",
     "get_production_system": "otelprod.production_integration",
     "with_retry": "otelprod.error_handling",

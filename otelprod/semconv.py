@@ -245,6 +245,14 @@ METRIC_PROCESS_MEMORY_USAGE: Final = "process.memory.usage"
 METRIC_PROCESS_THREAD_COUNT: Final = "process.thread.count"
 METRIC_PROCESS_OPEN_FILE_DESCRIPTOR_COUNT: Final = "process.unix.file_descriptor.count"
 
+# --- HTTP servers (stable semantic conventions; emitted by the contrib instrumentations
+# init() activates, opted in with OTEL_SEMCONV_STABILITY_OPT_IN=http) ----------------------
+METRIC_HTTP_SERVER_REQUEST_DURATION: Final = "http.server.request.duration"
+METRIC_HTTP_SERVER_ACTIVE_REQUESTS: Final = "http.server.active_requests"
+HTTP_ROUTE: Final = "http.route"
+HTTP_REQUEST_METHOD: Final = "http.request.method"
+HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
+
 # --- the exporter's own health --------------------------------------------------------
 METRIC_EXPORT_SPOOL_SIZE: Final = "otelprod.export.spool.size"
 METRIC_EXPORT_DROPPED: Final = "otelprod.export.dropped"

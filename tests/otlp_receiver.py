@@ -200,6 +200,7 @@ class OTLPReceiver:
                     for span in ss.spans:
                         out.append({
                             "name": span.name,
+                            "kind": span.kind,
                             "trace_id": span.trace_id.hex(),
                             "span_id": span.span_id.hex(),
                             "parent_span_id": span.parent_span_id.hex(),

@@ -166,3 +166,25 @@ def test_itertools_count_repr_gives_the_calls() -> None:
     for _ in range(42):
         next(counter)
     assert stdlib.count_value(counter) == 42
+
+
+@pytest.mark.parametrize("framework", ["fastapi", "flask"])
+def test_contribs_instrument_app_marks_the_app(framework: str) -> None:
+    """otelprod hands each app to instrument_app once, by contrib's flag on the app."""
+    if framework == "fastapi":
+        from fastapi import FastAPI
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        app: object = FastAPI()
+        instrument = FastAPIInstrumentor.instrument_app
+    else:
+        from flask import Flask
+        from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+        app = Flask("compat")
+        instrument = FlaskInstrumentor.instrument_app
+    assert not otel_instrumentation.app_instrumented(app)
+    instrument(app)
+    assert otel_instrumentation.app_instrumented(app), (
+        f"contrib's {framework} instrument_app no longer sets _is_instrumented_by_opentelemetry "
+        "on the app, which otelprod reads (otelprod/_compat/otel_instrumentation.py)")

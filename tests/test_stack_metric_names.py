@@ -1,6 +1,8 @@
 """Every metric a dashboard or alert rule queries is one the library really emits.
 
-The demo workload (``otelprod.demo.run_demo``, every feature) runs in a child
+The demo workload (``otelprod.demo.run_demo``, every feature) and requests to a
+FastAPI and a Flask app (through the instrumentations init() activates, under
+the stable HTTP conventions) run in a child
 interpreter under ``otelprod.init()`` with an in-memory metric reader; each
 instrument it recorded is translated the way Prometheus's OTLP receiver names
 it (``tests/stack_helpers.prometheus_names``). A PromQL selector may then only
@@ -53,8 +55,29 @@ class Out:
     def step(self, message):
         print(message, file=sys.stderr, flush=True)
 
+# The spool gauge reports the exporters alive when the reader collects; the demo's are freed
+# by the cyclic garbage collector, whenever it happens to run: not before the collection.
+import gc
+gc.disable()
 otelprod.init("otelprod-stack-check", environment="test")
 run_demo(Out())
+
+# web requests through the instrumentations init() activated (stable HTTP conventions)
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from flask import Flask
+
+def fail():
+    raise RuntimeError("failing on purpose")
+
+api = FastAPI()
+api.get("/items/{item_id}")(lambda item_id: {"id": item_id})
+api.get("/fail")(fail)
+client = TestClient(api, raise_server_exceptions=False)
+assert [client.get(p).status_code for p in ("/items/1", "/fail")] == [200, 500]
+web = Flask("web")
+web.get("/items/<int:item_id>")(lambda item_id: {"id": item_id})
+assert web.test_client().get("/items/1").status_code == 200
 data = reader.get_metrics_data()
 otelprod.shutdown(timeout=5)
 out = []
@@ -213,6 +236,16 @@ def test_a_renamed_instrument_is_caught(emitted: Emitted) -> None:
     assert unknown_metrics(renamed, allowed)
     relabelled: Queries = [(PromQuery("synthetic", f'{victim}{{no_such_label="x"}}'), {})]
     assert unknown_labels(relabelled, allowed)
+
+
+def test_the_http_metrics_the_dashboards_query_are_the_stable_ones(emitted: Emitted) -> None:
+    duration = emitted.labels.get("http_server_request_duration_seconds_bucket", set())
+    assert {"http_route", "http_response_status_code", "http_request_method", "le"} <= duration
+    assert "http_server_duration_milliseconds_bucket" not in emitted.labels  # the old name
+    used = {sel.metric for q, v in prometheus_queries()
+            for sel in selectors(substitute_variables(q.expr, v), allow_nameless=q.variable)}
+    assert {"http_server_request_duration_seconds_bucket",
+            "http_server_request_duration_seconds_count"} <= used
 
 
 def test_span_metric_names_follow_the_collector_config() -> None:

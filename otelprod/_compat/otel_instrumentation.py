@@ -8,6 +8,10 @@
 * ``SystemMetricsInstrumentor._proc``: the ``psutil.Process`` it reports on,
   taken once at start. In a forked child it must be the child's, or every
   worker reports the parent's memory and CPU.
+* ``app._is_instrumented_by_opentelemetry``: the flag contrib's FastAPI,
+  Starlette and Flask ``instrument_app`` set on an app they instrumented.
+  otelprod reads it to hand each app to ``instrument_app`` exactly once
+  (contrib warns, and may wrap twice, on a second call).
 """
 
 from __future__ import annotations
@@ -35,3 +39,11 @@ def follow_process(instrumentor: object, process: Any) -> None:
             "opentelemetry-instrumentation-system-metrics is not one otelprod supports "
             "(see otelprod/_compat/otel_instrumentation.py)")
     setattr(instrumentor, "_proc", process)  # noqa: B010 (the attribute is private)
+
+
+_APP_FLAG = "_is_instrumented_by_opentelemetry"
+
+
+def app_instrumented(app: object) -> bool:
+    """Whether contrib's ``instrument_app`` instrumented this web app (False when never asked)."""
+    return bool(getattr(app, _APP_FLAG, False))

@@ -133,7 +133,9 @@ def metric_preferences(exporter: object) -> tuple[Any, Any]:
 # --- after a fork --------------------------------------------------------------------------
 def update_resource(provider: object, resource: Any) -> None:
     """Merge ``resource`` into an SDK provider's resource (and its tracers'/loggers')."""
-    _get(provider, "_update_resource", "to renew process.pid in a forked child")(resource)
+    _get(provider, "_update_resource",
+         "to renew process.pid in a forked child (and service.name after otelprod run)"
+         )(resource)
 
 
 def reset_metric_state(meter_provider: object) -> bool:

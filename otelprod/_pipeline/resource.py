@@ -32,7 +32,7 @@ import logging
 import os
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource, ResourceDetector
@@ -270,3 +270,18 @@ def build_resource(settings: Settings, *, explicit_environment: bool) -> Resourc
 
 def service_name(resource: Resource) -> str:
     return str(resource.attributes.get(semconv.SERVICE_NAME, "unknown_service"))
+
+
+def update_identity(providers: Iterable[object], attributes: Mapping[str, Any]) -> None:
+    """Merge ``attributes`` (service.name, …) into the resource of running SDK providers.
+
+    For an application whose ``init(service_name=...)`` comes after otelprod was
+    started by ``otelprod run`` or ``opentelemetry-instrument``: from then on
+    its telemetry carries the name the code gives.
+    """
+    from otelprod._compat import otel_sdk
+
+    update = Resource(dict(attributes))
+    for provider in providers:
+        if provider is not None:
+            otel_sdk.update_resource(provider, update)

@@ -10,12 +10,13 @@ and the bad value.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
 from otelprod.config_manager._environment import ENVIRONMENT_NAMES, normalize_environment
-from otelprod.config_manager._schema import ConfigKey, ConfigSchema, ConfigValueError
+from otelprod.config_manager._schema import ConfigKey, ConfigSchema, ConfigValueError, describe
 from otelprod.errors import ConfigurationError
 from otelprod.structured_logging import level_name
 
@@ -26,6 +27,8 @@ DEFAULT_RESOURCE_DETECTORS = "process,os,host,container,k8s,cloud"
 #: detectors otelprod has itself (the rest are the SDK's entry points)
 OWN_RESOURCE_DETECTORS = ("container", "k8s", "cloud")
 ALIASES = {"kubernetes": "k8s"}
+#: Kubernetes-style health probes: left out of traces unless OTELPROD_EXCLUDED_URLS says otherwise
+PROBE_ROUTES = "/health,/health/live,/health/ready"
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,9 @@ class Settings:
     capture_uncaught: bool = True
     sample_rate: float = 1.0
     resource_detectors: str = DEFAULT_RESOURCE_DETECTORS
+    instrument: str = "true"
+    excluded_urls: str = PROBE_ROUTES
+    server_access_logs: bool = False
 
 
 def _lower(value: Any) -> Any:
@@ -123,7 +129,39 @@ SCHEMA = ConfigSchema([
               normalize=_detector_names,
               description="comma-separated resource detectors: process, os, host, container, "
                           "k8s, cloud, any opentelemetry_resource_detector entry point; none"),
+    ConfigKey("instrument", str, default="true", normalize=lambda value: instrument_text(value),
+              description="activate the installed OpenTelemetry instrumentations: true, false "
+                          "or a comma-separated list of names (fastapi,requests,...)"),
+    ConfigKey("excluded_urls", str, default=PROBE_ROUTES,
+              description="routes left out of server traces: paths (/health) or regexes, "
+                          "comma-separated"),
+    ConfigKey("server_access_logs", bool, default=False,
+              description="also send the servers' access logs (uvicorn.access, gunicorn.access)"),
 ])
+
+
+def instrument_text(value: Any) -> str:
+    """``init(instrument=...)`` or ``OTELPROD_INSTRUMENT`` as text: "true", "false" or
+    "name,name" (entry-point names, lower case). Raises ConfigValueError naming what is allowed."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
+        return "true" if _BOOL_WORDS[value.strip().lower()] else "false"
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple, set, frozenset)) or not all(
+            isinstance(name, str) for name in names):
+        raise ConfigValueError(f"expected true, false or a list of instrumentation names, "
+                               f"got {describe(value)}")
+    cleaned = sorted({name.strip().lower() for name in names if name.strip()})
+    bad = [name for name in cleaned if not re.fullmatch(r"[a-z0-9][a-z0-9_.\-]*", name)]
+    if bad:
+        raise ConfigValueError(f"instrumentation names are like 'fastapi' or 'aiohttp-client', "
+                               f"got {', '.join(repr(b) for b in bad)}")
+    return ",".join(cleaned) if cleaned else "false"
+
+
+_BOOL_WORDS = {"true": True, "1": True, "yes": True, "on": True,
+               "false": False, "0": False, "no": False, "off": False}
 
 
 def env_var(name: str) -> str:
@@ -143,6 +181,12 @@ def load_settings(*, environ: Mapping[str, str] | None = None, **overrides: Any)
                 for k in sorted(set(overrides) - set(known))]
     values: dict[str, Any] = {}
     origin: dict[str, str] = {}
+    if overrides.get("instrument") is not None and not isinstance(overrides["instrument"], str):
+        try:  # the one setting that also takes a bool or a list: text for the schema
+            overrides = {**overrides, "instrument": instrument_text(overrides["instrument"])}
+        except ConfigValueError as exc:
+            problems.append(f"instrument (from keyword argument): {exc}")
+            overrides = {k: v for k, v in overrides.items() if k != "instrument"}
     for name in known:
         if overrides.get(name) is not None:
             values[name] = overrides[name]

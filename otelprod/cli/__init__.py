@@ -1,4 +1,5 @@
-"""The ``otelprod`` command: ``demo``, ``doctor``, ``dlq`` and ``spool``.
+"""The ``otelprod`` command: ``run``, ``instrumentations``, ``demo``, ``doctor``, ``dlq``,
+``spool``.
 
 Each subcommand is a module of this package with ``register(subparsers)``;
 the parsers it adds set ``func=callable(args) -> int``. The modules import
@@ -12,14 +13,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from otelprod.cli import demo, dlq, doctor, spool
+from otelprod.cli import demo, dlq, doctor, instrumentations, run, spool
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="otelprod", description="The otelprod command: demo, doctor, dlq and spool.")
+        prog="otelprod", description="The otelprod command: run, instrumentations, demo, "
+                                     "doctor, dlq and spool.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in (demo, doctor, dlq, spool):
+    for command in (run, instrumentations, demo, doctor, dlq, spool):
         command.register(sub)
     return parser
 
