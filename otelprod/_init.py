@@ -24,6 +24,7 @@ from otelprod._pipeline.resource import service_name as _service_name
 from otelprod._pipeline.settings import load_settings
 from otelprod._pipeline.status import ExportStatus
 from otelprod._production import ProductionSystem
+from otelprod.config_manager import load_secret_sources
 
 _log = logging.getLogger("otelprod.bootstrap")
 
@@ -59,6 +60,7 @@ def init(
         given = {"service_name": service_name, "environment": environment,
                  "endpoint": endpoint, "protocol": protocol, **overrides}
         settings = load_settings(**{k: v for k, v in given.items() if v is not None})
+        load_secret_sources(settings.secrets_dir)  # before the resource: it is scrubbed too
         explicit_env = environment is not None or "OTELPROD_ENVIRONMENT" in os.environ
         resource = build_resource(settings, explicit_environment=explicit_env)
         _pipeline = install(settings, resource)

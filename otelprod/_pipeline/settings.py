@@ -44,6 +44,7 @@ class Settings:
     spool_retry_max: float = 30.0
     console: bool | None = None
     system_metrics: bool = True
+    secrets_dir: str | None = None
 
 
 def _lower(value: Any) -> Any:
@@ -83,6 +84,8 @@ SCHEMA = ConfigSchema([
               description="longest delay (s) between probes of a collector that is down"),
     ConfigKey("console", bool, description="print telemetry instead of exporting it"),
     ConfigKey("system_metrics", bool, default=True, description="system/process metrics"),
+    ConfigKey("secrets_dir", str, description="directory of secret files, one per secret "
+              "(default /run/secrets); each value, and every SECRET_* variable, is scrubbed"),
 ])
 
 

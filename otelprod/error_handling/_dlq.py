@@ -8,6 +8,12 @@ busy timeout). The file is opened on first use, never at import, at
 directory. Payloads must be JSON-serialisable: a payload that is not is
 refused at ``add`` with the offending key named, instead of becoming a row
 that cannot be replayed.
+
+Nothing secret is written to the file: the operation, payload, metadata and
+error text are scrubbed before they are stored (a registered secret or a value
+under a sensitive key such as ``password`` becomes ``[REDACTED]``). A replay
+handler therefore gets ``[REDACTED]`` where the secret was: pass a secret's
+name in the payload and look the value up when replaying, not the value.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import tenacity
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from otelprod import semconv
+from otelprod._scrub import scrubber
 from otelprod._telemetry import add_event, meter, safely, truncate
 from otelprod.error_handling._common import _log
 
@@ -212,8 +219,11 @@ class DeadLetterQueue:
             return self._conn
         path = self.path
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), timeout=self.busy_timeout, isolation_level=None,
-                               check_same_thread=False)
+        try:
+            conn = sqlite3.connect(str(path), timeout=self.busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
+        except sqlite3.DatabaseError as exc:
+            raise type(exc)(f"dead-letter queue {path}: {exc}") from exc
         try:
             # Switching a new file to WAL while another process does the same can fail
             # with "database is locked" without waiting for the busy timeout: retry it.
@@ -222,6 +232,9 @@ class DeadLetterQueue:
                 stop=tenacity.stop_after_delay(self.busy_timeout),
                 wait=tenacity.wait_random_exponential(multiplier=0.01, max=0.2),
             )(self._prepare, conn)
+        except sqlite3.DatabaseError as exc:  # "file is not a database": say which file
+            conn.close()
+            raise type(exc)(f"dead-letter queue {path}: {exc}") from exc
         except BaseException:
             conn.close()
             raise
@@ -263,13 +276,15 @@ class DeadLetterQueue:
         if metadata is not None and not isinstance(metadata, dict):
             raise TypeError("dead_letter_queue.add: metadata must be a dict or None, got "
                             f"{type(metadata).__name__}")
-        payload_json = _to_json(payload, "payload")
-        metadata_json = _to_json(metadata or {}, "metadata")
+        payload_json = _to_json(scrubber.scrub(payload), "payload")
+        metadata_json = _to_json(scrubber.scrub(metadata or {}), "metadata")
+        operation = scrubber.scrub_text(operation)
         if isinstance(error, BaseException):
             error_type: str | None = type(error).__qualname__
-            error_message: str | None = str(error)
+            error_message: str | None = scrubber.scrub_text(str(error))
         elif error is None or isinstance(error, str):
-            error_type, error_message = None, error
+            error_type = None
+            error_message = None if error is None else scrubber.scrub_text(error)
         else:
             raise TypeError("dead_letter_queue.add: error must be an exception, a str or None, "
                             f"got {type(error).__name__}")
@@ -361,11 +376,11 @@ class DeadLetterQueue:
         try:
             result = handler(item)
         except Exception as exc:
-            error = f"{type(exc).__qualname__}: {exc}"
+            error = scrubber.scrub_text(f"{type(exc).__qualname__}: {exc}")
             self._write(
                 "UPDATE dead_letters SET attempts = attempts + 1, last_attempt_at = ?,"
                 " error_type = ?, error_message = ?, claimed_until = NULL WHERE id = ?",
-                (time.time(), type(exc).__qualname__, str(exc), item_id))
+                (time.time(), type(exc).__qualname__, scrubber.scrub_text(str(exc)), item_id))
             self._count_replay(semconv.DeadLetterResult.FAILURE)
             return ReplayResult(item_id, "failed", item.operation, item.attempts + 1, error)
         except BaseException:
