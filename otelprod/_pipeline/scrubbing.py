@@ -10,6 +10,7 @@ so what reaches the disk spool is already scrubbed.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -34,6 +35,8 @@ from opentelemetry.trace import Link, Status
 from otelprod._compat import otel_sdk
 from otelprod._scrub import Scrubber, scrubber
 from otelprod._scrub._logfilter import scrub_library_logs
+
+_log = logging.getLogger("otelprod._pipeline.scrubbing")
 
 _Point = NumberDataPoint | HistogramDataPoint | ExponentialHistogramDataPoint
 
@@ -130,8 +133,9 @@ class ScrubbingSpanExporter(SpanExporter):
         for span in spans:
             try:
                 cleaned.append(scrub_span(span, self._scrubber))
-            except Exception:  # drop a span rather than leak it
-                continue
+            except Exception as exc:  # drop a span rather than leak it
+                _log.warning("otelprod: a span could not be scrubbed (%r); dropped rather than "
+                             "exported unscrubbed", exc)
         try:
             return self._inner.export(cleaned)
         finally:
@@ -192,8 +196,9 @@ def _add_buckets(a: Buckets, a_by: int, b: Buckets, b_by: int) -> Buckets:
 
 def _merge(a: _Point, b: _Point, data: Any) -> _Point:
     """One point for two streams that scrubbing made identical (same attributes)."""
-    times: dict[str, Any] = {
-        "start_time_unix_nano": min(a.start_time_unix_nano, b.start_time_unix_nano),
+    starts = [t for t in (a.start_time_unix_nano, b.start_time_unix_nano) if t is not None]
+    times: dict[str, Any] = {  # a gauge's points have no start time
+        "start_time_unix_nano": min(starts) if starts else None,
         "time_unix_nano": max(a.time_unix_nano, b.time_unix_nano),
         "exemplars": [*a.exemplars, *b.exemplars]}
     if isinstance(a, NumberDataPoint) and isinstance(b, NumberDataPoint):
@@ -216,14 +221,19 @@ def _merge(a: _Point, b: _Point, data: Any) -> _Point:
                        positive=_add_buckets(a.positive, a_by, b.positive, b_by),
                        negative=_add_buckets(a.negative, a_by, b.negative, b_by),
                        min=min(a.min, b.min), max=max(a.max, b.max), **times)
-    raise TypeError(f"cannot merge {type(a).__name__} points")
+    raise TypeError(f"cannot merge {type(a).__name__} and {type(b).__name__} points")
 
 
 def _merge_collisions(points: list[_Point], data: Any) -> list[_Point]:
     """Streams whose attributes differed only in a secret are one stream once scrubbed."""
+    keys = [_key(point.attributes) for point in points]
+    try:
+        if len(set(keys)) == len(keys):
+            return points
+    except TypeError:  # an unhashable attribute value: keep the points apart
+        return points
     merged: dict[Any, _Point] = {}
-    for point in points:
-        key = _key(point.attributes)
+    for key, point in zip(keys, points, strict=True):
         merged[key] = _merge(merged[key], point, data) if key in merged else point
     return list(merged.values())
 
@@ -236,11 +246,7 @@ def _scrub_metric(metric: Metric, s: Scrubber) -> Metric:
     if not changed and name == metric.name:
         return metric
     if changed:
-        try:
-            points = _merge_collisions(points, data)
-        except TypeError:  # an unhashable attribute value: keep the points apart
-            pass
-        data = replace(data, data_points=points)
+        data = replace(data, data_points=_merge_collisions(points, data))
     return replace(metric, name=name, data=data)
 
 
@@ -282,7 +288,9 @@ class ScrubbingMetricExporter(MetricExporter):
                **kwargs: Any) -> MetricExportResult:
         try:
             cleaned = scrub_metrics(metrics_data, self._scrubber)
-        except Exception:  # drop a collection rather than leak it
+        except Exception as exc:  # drop a collection rather than leak it
+            _log.warning("otelprod: metrics could not be scrubbed (%r); this collection is "
+                         "dropped rather than exported unscrubbed", exc)
             return MetricExportResult.FAILURE
         try:
             return self._inner.export(cleaned, timeout_millis=timeout_millis, **kwargs)

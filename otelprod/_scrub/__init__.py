@@ -66,6 +66,9 @@ _SEPARATORS = re.compile(r"[\s_.\-]+")
 #: ``scheme://user:password@`` keeps the user; ``scheme://token@`` (no colon) loses it all
 _USERINFO = re.compile(
     r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://(?:[^:/?#@\s]*:)?)[^:@/?#\s]+@")
+#: ``user:password@host`` without a scheme, as the gRPC exporter quotes its endpoint
+_NETLOC_USERINFO = re.compile(
+    r"(?<![\w.+\-/:@])(?P<user>[\w.~%\-]*):[^\s:@/?#\[\]]+@(?=[\w\-]+[.:]|\[)")
 #: values that say "no value" are kept: ``"token": null`` must stay valid JSON
 _NO_VALUE = frozenset({"null", "None", REDACTED})
 _KEY_SEP = re.compile(r"(?P<key>[A-Za-z_][\w.\-]*)(?:=|[\"']?[ \t]*:[ \t]*[\"']?)")
@@ -259,8 +262,12 @@ class Scrubber:
         else:
             for pattern in self._patterns:
                 text = pattern.sub(REDACTED, text)
-        if "://" in text:
-            text = _USERINFO.sub(lambda m: m.group("head") + REDACTED + "@", text)
+        if "@" in text:
+            if "://" in text:
+                text = _USERINFO.sub(lambda m: m.group("head") + REDACTED + "@", text)
+            if ":" in text:  # a gRPC target quoted without its scheme: user:password@host
+                text = _NETLOC_USERINFO.sub(lambda m: m.group("user") + ":" + REDACTED + "@",
+                                            text)
         if "=" in text or ":" in text:
             text = self._redact_pairs(text)
         return text
