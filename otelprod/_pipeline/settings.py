@@ -33,6 +33,8 @@ class Settings:
     health_port: int | None = None
     health_host: str = "0.0.0.0"
     health_token: str | None = None
+    health_report_open: bool = False
+    health_worker_timeout: float = 10.0
     shutdown_timeout: float = 5.0
     export_timeout: float = 5.0
     json_logs: bool = False
@@ -67,6 +69,11 @@ SCHEMA = ConfigSchema([
     ConfigKey("health_host", str, default="0.0.0.0", description="health endpoint address"),
     ConfigKey("health_token", str, secret=True,
               description="bearer token for the detailed /health report"),
+    ConfigKey("health_report_open", bool, default=False,
+              description="serve the detailed /health report without a token on any address"),
+    ConfigKey("health_worker_timeout", float, default=10.0, min=0, max=3600,
+              exclusive_min=True, description="seconds a pre-fork worker may go without a "
+              "heartbeat before it counts as hung"),
     ConfigKey("shutdown_timeout", float, default=5.0, min=0, max=3600, exclusive_min=True,
               description="seconds to flush at shutdown"),
     ConfigKey("export_timeout", float, default=5.0, min=0, max=3600, exclusive_min=True,
