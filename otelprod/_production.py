@@ -92,7 +92,7 @@ class ProductionSystem:
         except OSError as exc:  # a person must see this: probes to that port will fail
             _log.warning("otelprod: cannot serve the health endpoints on %s:%s (%s); probes "
                          "to that port do not reach this process", settings.health_host,
-                         settings.health_port, exc)
+                         settings.health_port, exc.strerror or exc)
             return
         _log.info("otelprod: health endpoints on %s", self.health_server.url)
 

@@ -72,8 +72,13 @@ def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     dualstack = family == socket.AF_INET6 and host.strip("[]") == "::" \
         and socket.has_dualstack_ipv6()
-    return socket.create_server((host.strip("[]"), port), family=family, backlog=128,
-                                dualstack_ipv6=dualstack)
+    try:
+        return socket.create_server((host.strip("[]"), port), family=family, backlog=128,
+                                    dualstack_ipv6=dualstack)
+    except OSError as exc:  # its message repeats the address; the caller names it
+        if exc.errno is None:
+            raise
+        raise OSError(exc.errno, os.strerror(exc.errno)) from None
 
 
 def _check(host: Any, port: Any, read_timeout: Any, max_connections: Any,

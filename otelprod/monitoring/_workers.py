@@ -10,7 +10,9 @@ pass, as its background checks last found. The serving process reads them:
 
 * ``/health/live`` fails when there are workers and none of them has
   written a heartbeat within ``stale_after`` seconds (every worker hung);
-  a worker that died is forgotten (its pid is gone), as gunicorn replaces it;
+  a worker that died is forgotten (its pid is gone), as gunicorn replaces it.
+  A serving process that is a worker itself (no ``preload_app``: it is not the
+  parent of the others) counts as one fresh worker: it is answering;
 * ``/health/ready`` also needs at least one worker that is fresh and ready;
 * the report lists each worker.
 
@@ -67,13 +69,14 @@ class WorkerBeat:
     """The last heartbeat of one worker, as the serving process sees it."""
 
     pid: int
+    parent: int
     age_s: float
     ready: bool
     failing: tuple[str, ...]
     fresh: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {"pid": self.pid, "last_heartbeat_s": round(self.age_s, 3),
+        return {"pid": self.pid, "parent": self.parent, "last_heartbeat_s": round(self.age_s, 3),
                 "fresh": self.fresh, "ready": self.ready, "failing": list(self.failing)}
 
 
@@ -148,7 +151,8 @@ class WorkerGroup:
             if data is None:
                 continue
             age = max(0.0, now - float(data.get("time", 0.0)))
-            out.append(WorkerBeat(pid, age, bool(data.get("ready", True)),
+            out.append(WorkerBeat(pid, int(data.get("parent", 0)), age,
+                                  bool(data.get("ready", True)),
                                   tuple(str(f) for f in data.get("failing", ())),
                                   age <= self.stale_after))
         return sorted(out, key=lambda beat: beat.pid)
@@ -156,8 +160,8 @@ class WorkerGroup:
     # --- a worker ---------------------------------------------------------------------------
     def beat(self, ready: bool, failing: list[str]) -> None:
         self._write(f"{os.getpid()}.json",
-                    {"pid": os.getpid(), "time": time.time(), "ready": ready,
-                     "failing": failing})
+                    {"pid": os.getpid(), "parent": os.getppid(), "time": time.time(),
+                     "ready": ready, "failing": failing})
 
     def leave(self) -> None:
         with contextlib.suppress(OSError):
@@ -171,16 +175,24 @@ class WorkersView:
     beats: tuple[WorkerBeat, ...]
 
     @property
+    def serving_process_is_a_worker(self) -> bool:
+        """False for the arbiter of a ``preload_app`` server: the workers are its children."""
+        return not any(beat.parent == os.getpid() for beat in self.beats)
+
+    @property
     def alive(self) -> bool:
         """False only when there are workers and every one of them is silent."""
-        return not self.beats or any(beat.fresh for beat in self.beats)
+        return self.serving_process_is_a_worker or any(beat.fresh for beat in self.beats)
 
     @property
     def ready(self) -> bool:
-        return not self.beats or any(beat.fresh and beat.ready for beat in self.beats)
+        """Some worker can take requests (the serving one's own checks are asked apart)."""
+        return self.serving_process_is_a_worker or any(
+            beat.fresh and beat.ready for beat in self.beats)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"served_by": os.getpid(), "alive": self.alive, "ready": self.ready,
+        return {"served_by": os.getpid(), "serving_process_is_a_worker":
+                self.serving_process_is_a_worker, "alive": self.alive, "ready": self.ready,
                 "workers": [beat.to_dict() for beat in self.beats]}
 
 
