@@ -53,6 +53,9 @@ def init(
     application configuration (``otelprod.config_manager``).
     """
     global _pipeline, _system, _atexit_registered
+    if config_overrides is not None and not isinstance(config_overrides, dict):
+        raise TypeError(f"config_overrides: expected a dict or None, got "
+                        f"{type(config_overrides).__name__} {config_overrides!r}")
     with _lock:
         if _system is not None:
             return _system
@@ -100,6 +103,10 @@ def shutdown(timeout: float | None = None) -> bool:
     interpreter exit Python 3.12+ starts no thread); each step is bounded.
     """
     global _pipeline, _system
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not 0 <= timeout < float("inf")):
+        raise ValueError(f"timeout: expected a finite number of seconds >= 0 or None, got "
+                         f"{type(timeout).__name__} {timeout!r}")
     with _lock:
         system, pipeline = _system, _pipeline
         _system = _pipeline = None

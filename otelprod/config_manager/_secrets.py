@@ -36,6 +36,8 @@ class Secret:
     def __init__(self, value: str, name: str = "") -> None:
         if not isinstance(value, str):
             raise TypeError(f"secret {name!r}: expected a str value, got {type(value).__name__}")
+        if not isinstance(name, str):
+            raise TypeError(f"name: expected a str, got {type(name).__name__} {name!r}")
         self._value = value
         self.name = name
 
@@ -73,6 +75,8 @@ class Secret:
 
 
 def _secret_name(raw: str) -> str:
+    if not isinstance(raw, str):
+        raise TypeError(f"secret name: expected a str, got {type(raw).__name__} {raw!r}")
     return raw.strip().lower().replace("-", "_")
 
 
@@ -99,6 +103,9 @@ class SecretsManager:
     def load_from_env(self, prefix: str = "SECRET_",
                       environ: Mapping[str, str] | None = None) -> list[str]:
         """Load every ``<prefix>NAME`` variable as secret ``name``; returns the names."""
+        if not isinstance(prefix, str) or not prefix:
+            raise (TypeError if not isinstance(prefix, str) else ValueError)(
+                f"prefix: expected a non-empty str, got {type(prefix).__name__} {prefix!r}")
         env = os.environ if environ is None else environ
         loaded = []
         for var, value in env.items():
@@ -114,6 +121,9 @@ class SecretsManager:
         The Docker/Kubernetes convention: one file per secret, the trailing
         newline an editor adds is dropped. A missing directory loads nothing.
         """
+        if not isinstance(path, (str, os.PathLike)) or not str(path):
+            raise TypeError(f"path: expected a directory path (str or os.PathLike), got "
+                            f"{type(path).__name__} {path!r}")
         root = Path(path)
         if not root.is_dir():
             return []

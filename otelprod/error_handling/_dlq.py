@@ -37,6 +37,7 @@ from otelprod import semconv
 from otelprod._scrub import scrubber
 from otelprod._telemetry import add_event, meter, safely, truncate
 from otelprod.error_handling._common import _log
+from otelprod.error_handling._validate import Checker
 
 ENV_PATH = "OTELPROD_DLQ_PATH"
 DEFAULT_PATH = Path(".otelprod") / "dead_letter.db"
@@ -125,6 +126,23 @@ def _to_json(value: Any, what: str) -> str:
     return json.dumps(value, allow_nan=False, separators=(",", ":"))
 
 
+def _check_path(check: Checker, path: Any) -> None:
+    if path is not None and not (isinstance(path, (str, os.PathLike)) and str(path)):
+        check._bad("path", path, "a file path (str or os.PathLike) or None")
+
+
+def _check_operation(operation: Any) -> None:
+    if operation is not None and not isinstance(operation, str):
+        raise TypeError(f"operation: expected a str or None, got {type(operation).__name__} "
+                        f"{operation!r}")
+
+
+def _item_id(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"item_id: expected an int, got {type(value).__name__} {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class DeadLetterItem:
     """One failed operation, as stored."""
@@ -180,6 +198,12 @@ class DeadLetterQueue:
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, name: str = "default",
                  busy_timeout: float = 30.0) -> None:
+        check = Checker("DeadLetterQueue")
+        _check_path(check, path)
+        if not isinstance(name, str) or not name:
+            check._bad("name", name, "a non-empty str")
+        check.number("busy_timeout", busy_timeout, 0, exclusive=True)
+        check.done()
         self.name = name
         self.busy_timeout = busy_timeout
         self._configured = Path(path) if path is not None else None
@@ -201,6 +225,9 @@ class DeadLetterQueue:
 
     def configure(self, path: str | os.PathLike[str] | None) -> None:
         """Point the queue at another file (None: back to the default); reopened on next use."""
+        check = Checker("DeadLetterQueue.configure")
+        _check_path(check, path)
+        check.done()
         with self._lock:
             self.close()
             self._configured = Path(path) if path is not None else None
@@ -306,6 +333,11 @@ class DeadLetterQueue:
     def get_all(self, operation: str | None = None, limit: int | None = None
                 ) -> list[DeadLetterItem]:
         """Stored items, oldest first; optionally of one operation, at most ``limit``."""
+        _check_operation(operation)
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                  or limit < 0):
+            raise ValueError(f"limit: expected an int >= 0 or None, got {type(limit).__name__} "
+                             f"{limit!r}")
         if not self._exists():
             return []
         sql = f"SELECT {_COLUMNS} FROM dead_letters"
@@ -322,16 +354,19 @@ class DeadLetterQueue:
     def get(self, item_id: int) -> DeadLetterItem | None:
         if not self._exists():
             return None
-        rows = self._read(f"SELECT {_COLUMNS} FROM dead_letters WHERE id = ?", (int(item_id),))
+        rows = self._read(f"SELECT {_COLUMNS} FROM dead_letters WHERE id = ?",
+                          (_item_id(item_id),))
         return DeadLetterItem._from_row(rows[0]) if rows else None
 
     def remove(self, item_id: int) -> bool:
         if not self._exists():
             return False
-        return self._write("DELETE FROM dead_letters WHERE id = ?", (int(item_id),)).rowcount > 0
+        return self._write("DELETE FROM dead_letters WHERE id = ?",
+                           (_item_id(item_id),)).rowcount > 0
 
     def clear(self, operation: str | None = None) -> int:
         """Delete every item (or every item of ``operation``); returns how many."""
+        _check_operation(operation)
         if not self._exists():
             return 0
         if operation is None:
@@ -356,7 +391,7 @@ class DeadLetterQueue:
         if ids is None:
             targets = [item.id for item in self.get_all(operation=operation)]
         else:
-            targets = [int(i) for i in ids]
+            targets = [_item_id(i) for i in ids]
         return [self._replay_one(handler, item_id) for item_id in targets]
 
     def _replay_one(self, handler: Callable[[DeadLetterItem], Any], item_id: int) -> ReplayResult:
