@@ -352,17 +352,17 @@ class DeadLetterQueue:
         return [DeadLetterItem._from_row(r) for r in self._read(sql, params)]
 
     def get(self, item_id: int) -> DeadLetterItem | None:
+        item_id = _item_id(item_id)
         if not self._exists():
             return None
-        rows = self._read(f"SELECT {_COLUMNS} FROM dead_letters WHERE id = ?",
-                          (_item_id(item_id),))
+        rows = self._read(f"SELECT {_COLUMNS} FROM dead_letters WHERE id = ?", (item_id,))
         return DeadLetterItem._from_row(rows[0]) if rows else None
 
     def remove(self, item_id: int) -> bool:
+        item_id = _item_id(item_id)
         if not self._exists():
             return False
-        return self._write("DELETE FROM dead_letters WHERE id = ?",
-                           (_item_id(item_id),)).rowcount > 0
+        return self._write("DELETE FROM dead_letters WHERE id = ?", (item_id,)).rowcount > 0
 
     def clear(self, operation: str | None = None) -> int:
         """Delete every item (or every item of ``operation``); returns how many."""
