@@ -21,8 +21,9 @@ import traceback
 
 from otelprod._scrub import scrubber
 
-#: the libraries whose own log lines may quote an endpoint (otelprod's own too)
-PREFIXES = ("opentelemetry", "grpc", "urllib3", "requests", "otelprod")
+#: the libraries whose own log lines may quote an endpoint, and otelprod's export path
+#: (not the application's structured loggers: their lines are scrubbed already, and cheaply)
+PREFIXES = ("opentelemetry", "grpc", "urllib3", "requests", "otelprod._pipeline")
 
 #: modules that log an endpoint or an export error, imported after init() ran
 KNOWN_LOGGERS = (

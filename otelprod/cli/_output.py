@@ -50,6 +50,9 @@ class ScrubbingStream(io.TextIOBase):
     def isatty(self) -> bool:
         return self._target.isatty()
 
+    def fileno(self) -> int:  # for faulthandler and the like, which write below Python
+        return self._target.fileno()
+
     @property
     def encoding(self) -> str:  # type: ignore[override]
         return getattr(self._target, "encoding", None) or "utf-8"

@@ -111,8 +111,12 @@ class WorkerGroup:
 
     # --- the serving process ----------------------------------------------------------------
     def claim(self) -> None:
-        """This process serves the port now."""
+        """This process serves the port now; heartbeats left by an earlier run are dropped."""
         self._write(_SERVER, {"pid": os.getpid(), "since": time.time()})
+        for beat in self.beats():
+            if not beat.fresh:
+                with contextlib.suppress(OSError):
+                    (self.path / f"{beat.pid}.json").unlink()
 
     def release(self) -> None:
         """This process stops serving (only its own claim is removed)."""
