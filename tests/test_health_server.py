@@ -59,10 +59,6 @@ def _get(server: HealthServer, path: str, **headers: str) -> tuple[int, dict]:
         conn.close()
 
 
-def _health_threads() -> int:
-    return sum(1 for t in threading.enumerate() if t.name.startswith("otelprod-health"))
-
-
 def test_slow_clients_hold_no_thread_and_live_keeps_answering(server: HealthServer) -> None:
     assert _get(server, "/health/live") == (200, {"status": "alive"})
     threads_before = threading.active_count()
@@ -95,7 +91,6 @@ def test_slow_clients_hold_no_thread_and_live_keeps_answering(server: HealthServ
     finally:
         for client in clients:
             client.close()
-    assert _health_threads() <= 1 + 2 + 8  # the loop, its run pool, the check pool at most
 
 
 def test_clients_that_vanish_leave_nothing_on_stderr(
