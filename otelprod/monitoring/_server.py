@@ -208,6 +208,7 @@ class HealthServer:
         with self._lock:
             if self._beating is not None:
                 self._beating.set()
+                self._beating = None
             self._group.leave()
             self._serve(sock)
         _log.info("otelprod: the health port %s is served by this process now", self.port)
@@ -238,6 +239,8 @@ class HealthServer:
             await self._stopping.wait()
         finally:
             server.close()
+            for running in self._inflight.values():  # a check still running reports to no one
+                running.cancel()
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             for task in tasks:
                 task.cancel()
