@@ -19,7 +19,7 @@ from typing import Any
 
 from otelprod._pipeline.fork import prepare_for_fork
 from otelprod._pipeline.providers import Pipeline, install
-from otelprod._pipeline.resource import build_resource
+from otelprod._pipeline.resource import build_resource, scrub_resource
 from otelprod._pipeline.resource import service_name as _service_name
 from otelprod._pipeline.settings import load_settings
 from otelprod._pipeline.status import ExportStatus
@@ -65,7 +65,7 @@ def init(
         settings = load_settings(**{k: v for k, v in given.items() if v is not None})
         load_secret_sources(settings.secrets_dir)  # before the resource: it is scrubbed too
         explicit_env = environment is not None or "OTELPROD_ENVIRONMENT" in os.environ
-        resource = build_resource(settings, explicit_environment=explicit_env)
+        resource = scrub_resource(build_resource(settings, explicit_environment=explicit_env))
         _pipeline = install(settings, resource)
         prepare_for_fork(_pipeline)
 

@@ -35,6 +35,7 @@ class Settings:
     health_token: str | None = None
     health_report_open: bool = False
     health_worker_timeout: float = 10.0
+    secrets_dir: str | None = None
     shutdown_timeout: float = 5.0
     export_timeout: float = 5.0
     json_logs: bool = False
@@ -46,7 +47,6 @@ class Settings:
     spool_retry_max: float = 30.0
     console: bool | None = None
     system_metrics: bool = True
-    secrets_dir: str | None = None
 
 
 def _lower(value: Any) -> Any:
@@ -74,6 +74,8 @@ SCHEMA = ConfigSchema([
     ConfigKey("health_worker_timeout", float, default=10.0, min=0, max=3600,
               exclusive_min=True, description="seconds a pre-fork worker may go without a "
               "heartbeat before it counts as hung"),
+    ConfigKey("secrets_dir", str, description="directory of secret files, one per secret "
+              "(default /run/secrets); each value, and every SECRET_* variable, is scrubbed"),
     ConfigKey("shutdown_timeout", float, default=5.0, min=0, max=3600, exclusive_min=True,
               description="seconds to flush at shutdown"),
     ConfigKey("export_timeout", float, default=5.0, min=0, max=3600, exclusive_min=True,
@@ -93,8 +95,6 @@ SCHEMA = ConfigSchema([
               description="longest delay (s) between probes of a collector that is down"),
     ConfigKey("console", bool, description="print telemetry instead of exporting it"),
     ConfigKey("system_metrics", bool, default=True, description="system/process metrics"),
-    ConfigKey("secrets_dir", str, description="directory of secret files, one per secret "
-              "(default /run/secrets); each value, and every SECRET_* variable, is scrubbed"),
 ])
 
 
