@@ -31,11 +31,12 @@ from otelprod._pipeline.fork import prepare_for_fork
 from otelprod._pipeline.http_conventions import prepare_environment
 from otelprod._pipeline.instrumentation import Instrumentation, activate
 from otelprod._pipeline.providers import Pipeline, install
-from otelprod._pipeline.resource import build_resource, update_identity
+from otelprod._pipeline.resource import build_resource, scrub_resource, update_identity
 from otelprod._pipeline.resource import service_name as _service_name
 from otelprod._pipeline.settings import Settings, load_settings
 from otelprod._pipeline.status import ExportStatus
 from otelprod._production import ProductionSystem
+from otelprod.config_manager import load_secret_sources
 
 _log = logging.getLogger("otelprod.bootstrap")
 
@@ -72,6 +73,9 @@ def init(
     (see :class:`otelprod._pipeline.settings.Settings`). ``config_overrides`` go to the
     application configuration (``otelprod.config_manager``).
     """
+    if config_overrides is not None and not isinstance(config_overrides, dict):
+        raise TypeError(f"config_overrides: expected a dict or None, got "
+                        f"{type(config_overrides).__name__} {config_overrides!r}")
     environment = getattr(environment, "value", environment)  # Environment enum or str
     given = {"service_name": service_name, "environment": environment,
              "endpoint": endpoint, "protocol": protocol, "instrument": instrument, **overrides}
@@ -105,7 +109,8 @@ def _start(settings: Settings, explicit_env: bool, config_overrides: dict[str, A
     global _pipeline, _system, _server_logs, _instrumentations, _atexit_registered
     # first: anything below may load an instrumentation, which reads these once
     prepare_environment(settings)
-    resource = build_resource(settings, explicit_environment=explicit_env)
+    load_secret_sources(settings.secrets_dir)  # before the resource: it is scrubbed too
+    resource = scrub_resource(build_resource(settings, explicit_environment=explicit_env))
     _pipeline = install(settings, resource)
     prepare_for_fork(_pipeline)
     _server_logs = server_logs.attach(_pipeline.log_handler, _pipeline.tracer_provider,
@@ -201,6 +206,10 @@ def shutdown(timeout: float | None = None) -> bool:
     interpreter exit Python 3.12+ starts no thread); each step is bounded.
     """
     global _pipeline, _system, _server_logs, _started_by
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not 0 <= timeout < float("inf")):
+        raise ValueError(f"timeout: expected a finite number of seconds >= 0 or None, got "
+                         f"{type(timeout).__name__} {timeout!r}")
     with _lock:
         system, pipeline, taps = _system, _pipeline, _server_logs
         _system = _pipeline = _server_logs = _started_by = None

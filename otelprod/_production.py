@@ -81,11 +81,20 @@ class ProductionSystem:
                               export_status=lambda: self._export_status().to_dict())
 
     def _start_health_server(self) -> None:
-        if self.settings.health_port is not None:
-            self.health_server = serve_health(self.settings.health_port,
-                                              self.settings.health_host,
-                                              self.settings.health_token)
-            _log.info("otelprod: health endpoints on %s", self.health_server.url)
+        settings = self.settings
+        if settings.health_port is None:
+            return
+        try:
+            self.health_server = serve_health(
+                settings.health_port, settings.health_host, settings.health_token,
+                open_report=settings.health_report_open,
+                stale_after=settings.health_worker_timeout)
+        except OSError as exc:  # a person must see this: probes to that port will fail
+            _log.warning("otelprod: cannot serve the health endpoints on %s:%s (%s); probes "
+                         "to that port do not reach this process", settings.health_host,
+                         settings.health_port, exc.strerror or exc)
+            return
+        _log.info("otelprod: health endpoints on %s", self.health_server.url)
 
     def stop(self) -> None:
         """Stop what start() started; logs are flushed last so nothing said is lost."""

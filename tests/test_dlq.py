@@ -82,6 +82,48 @@ def test_other_bad_arguments(queue):
         queue.replay("nope")  # type: ignore[arg-type]
 
 
+def test_nothing_secret_is_stored(queue, tmp_path):
+    """Arguments and error text are scrubbed before they are written to the file."""
+    from otelprod._scrub import scrubber
+
+    secret = "dlq-s3cret-4f7e1a"
+    scrubber.register_secret(secret)
+    item_id = queue.add(f"charge {secret}", {"card": secret, "password": "hunter2-x",
+                                              "amount": 5},
+                        RuntimeError(f"card {secret} declined"), {"note": f"by {secret}"})
+    item = queue.get(item_id)
+    assert item.operation == "charge [REDACTED]"
+    assert item.payload == {"card": "[REDACTED]", "password": "[REDACTED]", "amount": 5}
+    assert item.error_message == "card [REDACTED] declined"
+    assert item.metadata == {"note": "by [REDACTED]"}
+
+    def fail(_item):
+        raise ValueError(f"still {secret}")
+
+    [result] = queue.replay(fail)
+    assert result.error == "ValueError: still [REDACTED]"
+    assert queue.get(item_id).error_message == "still [REDACTED]"
+    queue.close()
+    for path in tmp_path.iterdir():
+        assert secret.encode() not in path.read_bytes(), path
+        assert b"hunter2-x" not in path.read_bytes(), path
+
+
+def test_a_file_that_is_not_a_database_is_named(tmp_path, capsys):
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(sqlite3.DatabaseError, match=f"dead-letter queue {garbage}: file is "
+                                                    "not a database"):
+        DeadLetterQueue(garbage).count()
+    for command in (["list"], ["show", "1"], ["replay", "--handler", "builtins:repr"],
+                    ["purge", "--yes"]):
+        assert cli(["dlq", "--path", str(garbage), *command]) == 2, command
+        out, err = capsys.readouterr()
+        assert err.strip() == f"otelprod dlq: dead-letter queue {garbage}: file is not a " \
+                              "database", command
+        assert "Traceback" not in out + err
+
+
 def test_replay_removes_successes_and_keeps_failures_with_attempts_raised(telemetry, queue):
     for n in range(4):
         queue.add("job", {"n": n})

@@ -70,7 +70,8 @@ def _uvicorn(app: Any) -> Iterator[str]:
 
 
 def _asgi_server(system: MonitoringSystem, token: str | None) -> Iterator[str]:
-    yield from _uvicorn(health_asgi_app(token, system=system))
+    # the apps serve the report to anyone only when told to (the server does on loopback)
+    yield from _uvicorn(health_asgi_app(token, system=system, open_report=token is None))
 
 
 def _wsgi_server(system: MonitoringSystem, token: str | None) -> Iterator[str]:
@@ -78,9 +79,8 @@ def _wsgi_server(system: MonitoringSystem, token: str | None) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = wsgiref.simple_server.make_server("127.0.0.1", 0,
-                                               health_wsgi_app(token, system=system),
-                                               handler_class=Quiet)
+    app = health_wsgi_app(token, system=system, open_report=token is None)
+    server = wsgiref.simple_server.make_server("127.0.0.1", 0, app, handler_class=Quiet)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -271,8 +271,11 @@ def test_init_serves_the_endpoints_from_a_background_server(tmp_path) -> None:
         assert url == f"http://127.0.0.1:{port}", child.stderr.read() if child.stderr else ""
         with httpx.Client(base_url=url, timeout=30) as client:
             assert client.get("/health/live").status_code == 200
-            ready = client.get("/health/ready")
-            assert ready.status_code == 503 and ready.json()["failing"] == ["payments_db"]
+            ready = client.get("/health/ready")  # a probe: the status only
+            assert (ready.status_code, ready.json()) == (503, {"status": "not_ready"})
+            detailed = client.get("/health/ready",
+                                  headers={"Authorization": "Bearer init-token-5678"})
+            assert detailed.json()["failing"] == ["payments_db"]
             assert client.get("/health").status_code == 401
             report = client.get("/health", headers={"Authorization": "Bearer init-token-5678"})
             assert report.status_code == 503

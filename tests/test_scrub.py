@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry.metrics import Observation
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
-from otelprod._pipeline.scrubbing import ScrubbingLogRecordProcessor, ScrubbingSpanExporter
+from otelprod._pipeline.scrubbing import (
+    ScrubbingLogRecordProcessor,
+    ScrubbingMetricExporter,
+    ScrubbingSpanExporter,
+    scrub_metrics,
+)
 from otelprod._scrub import REDACTED, Scrubber, scrubber
+from otelprod._scrub._logfilter import scrub_library_logs
+from tests.otlp_receiver import free_port
 
 
 @pytest.fixture
@@ -207,3 +225,141 @@ def test_is_clean_says_yes_for_ordinary_attributes_and_agrees_with_scrub_mapping
     assert s.is_clean(ordinary)
     assert s.scrub_mapping(ordinary) == ordinary
     assert not s.is_clean({"message": "leaked canary-4f1d9 here"})
+
+
+# --- span names, metric attributes, the libraries' log lines ---------------------------------
+def test_span_and_event_names_are_scrubbed(global_secret: str) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(ScrubbingSpanExporter(exporter)))
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span(f"charge {global_secret}") as span:
+        span.add_event(f"declined {global_secret}")
+        span.add_event("plain")
+    with tracer.start_as_current_span("clean"):
+        pass
+    first, second = exporter.get_finished_spans()
+    assert first.name == f"charge {REDACTED}"
+    assert [e.name for e in first.events] == [f"declined {REDACTED}", "plain"]
+    assert second.name == "clean"
+
+
+class _Collected(MetricExporter):
+    """The destination of a metric export: keeps what it got."""
+
+    def __init__(self, temporality: AggregationTemporality) -> None:
+        super().__init__(preferred_temporality={Counter: temporality, Histogram: temporality})
+        self.exports: list[MetricsData] = []
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
+               **kwargs: object) -> MetricExportResult:
+        self.exports.append(metrics_data)
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
+        pass
+
+    def points(self) -> dict[str, list[tuple[dict[str, object], object]]]:
+        out: dict[str, list[tuple[dict[str, object], object]]] = {}
+        for rm in self.exports[-1].resource_metrics:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    out[metric.name] = [(dict(p.attributes or {}), p)
+                                        for p in metric.data.data_points]
+        return out
+
+
+@pytest.mark.parametrize("temporality", [AggregationTemporality.CUMULATIVE,
+                                         AggregationTemporality.DELTA])
+def test_metric_attributes_are_scrubbed_and_streams_a_secret_kept_apart_merged(
+        global_secret: str, temporality: AggregationTemporality) -> None:
+    other = "an0ther-s3cret-value"
+    scrubber.register_secret(other)
+    sink = _Collected(temporality)
+    reader = PeriodicExportingMetricReader(ScrubbingMetricExporter(sink),
+                                           export_interval_millis=3_600_000)
+    views = [View(instrument_name="exp", aggregation=ExponentialBucketHistogramAggregation())]
+    provider = MeterProvider(metric_readers=[reader], views=views)
+    meter = provider.get_meter("m")
+    counter, histogram = meter.create_counter("orders"), meter.create_histogram("latency")
+    exponential = meter.create_histogram("exp")
+    gauge_values = {global_secret: 5, other: 7}
+    meter.create_observable_gauge("queue", callbacks=[lambda _: [
+        Observation(v, {"queue": k}) for k, v in gauge_values.items()]])
+    for customer, n in ((global_secret, 1), (other, 2), ("acme", 4)):
+        counter.add(n, {"customer": customer, "region": "eu"})
+    histogram.record(0.5, {"customer": global_secret})
+    histogram.record(3.0, {"customer": other})
+    exponential.record(0.001, {"customer": global_secret})  # a fine scale
+    for value in (1.0, 1000.0, 1e6):  # a wide range: a coarser scale
+        exponential.record(value, {"customer": other})
+    provider.force_flush()
+    points = sink.points()
+    provider.shutdown()
+
+    orders = {p[0]["customer"]: p[1].value for p in points["orders"]}
+    assert orders == {REDACTED: 3, "acme": 4}
+    [(attrs, hist)] = points["latency"]
+    assert attrs == {"customer": REDACTED}
+    assert (hist.count, hist.sum, hist.min, hist.max) == (2, 3.5, 0.5, 3.0)
+    assert sum(hist.bucket_counts) == 2
+    [(attrs, exp)] = points["exp"]
+    assert (attrs, exp.count, exp.min, exp.max) == ({"customer": REDACTED}, 4, 0.001, 1e6)
+    assert sum(exp.positive.bucket_counts) + exp.zero_count == 4
+    assert [p[0] for p in points["queue"]] == [{"queue": REDACTED}]
+    assert points["queue"][0][1].value in (5, 7)
+
+
+def test_clean_metrics_are_handed_on_untouched() -> None:
+    sink = _Collected(AggregationTemporality.CUMULATIVE)
+    reader = PeriodicExportingMetricReader(ScrubbingMetricExporter(sink),
+                                           export_interval_millis=3_600_000)
+    provider = MeterProvider(metric_readers=[reader])
+    provider.get_meter("m").create_counter("orders").add(1, {"customer": "acme"})
+    provider.force_flush()
+    provider.shutdown()
+    assert scrub_metrics(sink.exports[0]) is sink.exports[0]
+
+
+def test_the_libraries_log_lines_are_scrubbed_before_any_handler_sees_them() -> None:
+    """The gRPC exporter quotes its endpoint, credentials and all, without the scheme."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(self.format(record))
+
+    keep = Keep(logging.WARNING)
+    logging.getLogger().addHandler(keep)
+    try:
+        scrub_library_logs()
+        exporter = OTLPSpanExporter(endpoint=f"http://probe:pa55-w0rd@127.0.0.1:{free_port()}",
+                                    insecure=True, timeout=1)
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        with provider.get_tracer("t").start_as_current_span("s"):
+            pass
+        provider.shutdown()
+    finally:
+        logging.getLogger().removeHandler(keep)
+    quoted = [line for line in seen if "127.0.0.1" in line]
+    assert quoted, seen
+    assert all(f"probe:{REDACTED}@127.0.0.1" in line for line in quoted), quoted
+    assert not any("pa55-w0rd" in line for line in seen)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("http://u:pw1234@h:1/x", f"http://u:{REDACTED}@h:1/x"),
+    ("https://ghp_token@github.com/org", f"https://{REDACTED}@github.com/org"),
+    ("exporting to u:pw1234@127.0.0.1:4317", f"exporting to u:{REDACTED}@127.0.0.1:4317"),
+    ("redis://:pw1234@localhost:6379/0", f"redis://:{REDACTED}@localhost:6379/0"),
+    ('{"token": null, "password": "[REDACTED]"}', '{"token": null, "password": "[REDACTED]"}'),
+    ("mail bob@example.com at 12:30", "mail bob@example.com at 12:30"),
+])
+def test_credentials_in_urls_and_targets(s: Scrubber, text: str, expected: str) -> None:
+    assert s.scrub_text(text) == expected

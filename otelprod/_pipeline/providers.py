@@ -29,9 +29,14 @@ from opentelemetry.sdk.trace.sampling import DEFAULT_ON, ParentBasedTraceIdRatio
 from otelprod import semconv
 from otelprod._pipeline import stderr
 from otelprod._pipeline.exporters import Exporters, build_otlp_exporters
-from otelprod._pipeline.scrubbing import ScrubbingLogRecordProcessor, ScrubbingSpanExporter
+from otelprod._pipeline.scrubbing import (
+    ScrubbingLogRecordProcessor,
+    ScrubbingMetricExporter,
+    ScrubbingSpanExporter,
+)
 from otelprod._pipeline.settings import Settings
 from otelprod._pipeline.status import ExportStatus, prime_export_metrics
+from otelprod._scrub._logfilter import scrub_library_logs
 
 _log = logging.getLogger("otelprod.bootstrap")
 
@@ -154,6 +159,7 @@ def install(settings: Settings, resource: Resource) -> Pipeline:
 
     pipeline = Pipeline(settings, resource, mode, exporters=exporters)
 
+    scrub_library_logs()  # the SDK's own log lines quote endpoints
     if isinstance(tracer_provider, TracerProvider):
         pipeline.tracer_provider = tracer_provider
         if settings.sample_rate < 1.0:
@@ -170,7 +176,8 @@ def install(settings: Settings, resource: Resource) -> Pipeline:
     if isinstance(meter_provider, MeterProvider):
         pipeline.meter_provider = meter_provider
     else:
-        reader = PeriodicExportingMetricReader(metric_exporter)  # OTEL_METRIC_EXPORT_INTERVAL
+        reader = PeriodicExportingMetricReader(  # OTEL_METRIC_EXPORT_INTERVAL
+            ScrubbingMetricExporter(metric_exporter))
         mp = MeterProvider(resource=resource, metric_readers=[reader], views=_views(),
                            shutdown_on_exit=False)
         metrics.set_meter_provider(mp)

@@ -285,3 +285,16 @@ def update_identity(providers: Iterable[object], attributes: Mapping[str, Any]) 
     for provider in providers:
         if provider is not None:
             otel_sdk.update_resource(provider, update)
+
+
+def scrub_resource(resource: Resource) -> Resource:
+    """``resource`` itself when nothing in it is secret, else a scrubbed copy.
+
+    Every signal carries the resource, so ``init()`` scrubs it once, here (a
+    deployment puts a DSN or a token in ``OTEL_RESOURCE_ATTRIBUTES`` by mistake).
+    """
+    from otelprod._scrub import scrubber
+
+    if scrubber.is_clean(resource.attributes):
+        return resource
+    return Resource(scrubber.scrub_mapping(resource.attributes), resource.schema_url)

@@ -41,6 +41,9 @@ class Settings:
     health_port: int | None = None
     health_host: str = "0.0.0.0"
     health_token: str | None = None
+    health_report_open: bool = False
+    health_worker_timeout: float = 10.0
+    secrets_dir: str | None = None
     shutdown_timeout: float = 5.0
     export_timeout: float = 5.0
     json_logs: bool = False
@@ -97,12 +100,19 @@ SCHEMA = ConfigSchema([
               normalize=normalize_environment,
               description=f"deployment.environment.name, e.g. {', '.join(ENVIRONMENT_NAMES)}"),
     ConfigKey("endpoint", str, description="OTLP endpoint (else OTEL_EXPORTER_OTLP_ENDPOINT)"),
-    ConfigKey("protocol", str, choices=("grpc", "http/protobuf", "http/json"), normalize=_lower,
+    ConfigKey("protocol", str, choices=("grpc", "http/protobuf"), normalize=_lower,
               description="OTLP protocol (else OTEL_EXPORTER_OTLP_PROTOCOL)"),
     ConfigKey("health_port", int, min=0, max=65535, description="health endpoint port"),
     ConfigKey("health_host", str, default="0.0.0.0", description="health endpoint address"),
     ConfigKey("health_token", str, secret=True,
               description="bearer token for the detailed /health report"),
+    ConfigKey("health_report_open", bool, default=False,
+              description="serve the detailed /health report without a token on any address"),
+    ConfigKey("health_worker_timeout", float, default=10.0, min=0, max=3600,
+              exclusive_min=True, description="seconds a pre-fork worker may go without a "
+              "heartbeat before it counts as hung"),
+    ConfigKey("secrets_dir", str, description="directory of secret files, one per secret "
+              "(default /run/secrets); each value, and every SECRET_* variable, is scrubbed"),
     ConfigKey("shutdown_timeout", float, default=5.0, min=0, max=3600, exclusive_min=True,
               description="seconds to flush at shutdown"),
     ConfigKey("export_timeout", float, default=5.0, min=0, max=3600, exclusive_min=True,
@@ -113,7 +123,9 @@ SCHEMA = ConfigSchema([
               normalize=lambda value: level_name(str(value))),
     ConfigKey("log_file", str, description="also write JSON lines to this file (rotated)"),
     ConfigKey("spool_dir", str, description="where unsent telemetry waits on disk"),
-    ConfigKey("spool_max_bytes", int, default=256 * MiB, min=0, description="spool bound"),
+    ConfigKey("spool_max_bytes", int, default=256 * MiB, min=0,
+              description="spool bound in bytes; 0 turns the spool off (what the collector "
+              "does not take is then dropped, and counted)"),
     ConfigKey("spool_retry_initial", float, default=0.5, min=0, max=3600, exclusive_min=True,
               description="first delay (s) before re-probing a collector that is down"),
     ConfigKey("spool_retry_max", float, default=30.0, min=0, max=3600, exclusive_min=True,
@@ -189,7 +201,17 @@ def load_settings(*, environ: Mapping[str, str] | None = None, **overrides: Any)
             overrides = {k: v for k, v in overrides.items() if k != "instrument"}
     for name in known:
         if overrides.get(name) is not None:
-            values[name] = overrides[name]
+            value = overrides[name]
+            key = SCHEMA.get(name)
+            if isinstance(value, os.PathLike):  # spool_dir=Path(...)
+                value = os.fspath(value)
+            if key is not None and key.type is str and not isinstance(value, str):
+                # a variable is always text; a keyword of the wrong type is a mistake
+                shown = "(hidden)" if key.secret else repr(value)
+                problems.append(f"{name} (from keyword argument): expected a string, got "
+                                f"{type(value).__name__} {shown}")
+                continue
+            values[name] = value
             origin[name] = "keyword argument"
         elif env_var(name) in env:
             raw = env[env_var(name)]

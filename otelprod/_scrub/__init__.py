@@ -49,7 +49,7 @@ _SENSITIVE_EXACT = ("pwd", "pass", "auth", "pin", "cvv", "cvc", "ssn", "jwt", "o
 _DEFAULT_ALLOWED = (
     "token_count", "max_tokens", "prompt_tokens", "completion_tokens", "total_tokens",
     "input_tokens", "output_tokens", "token_type", "session_count", "cookie_count",
-    "secret_count",
+    "secret_count", "secrets_dir",
 )
 
 #: Patterns that are secrets wherever they appear, whatever key they are under.
@@ -63,7 +63,14 @@ _DEFAULT_PATTERNS = (
 )
 
 _SEPARATORS = re.compile(r"[\s_.\-]+")
-_USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s]*:)[^@/?#\s]+@")
+#: ``scheme://user:password@`` keeps the user; ``scheme://token@`` (no colon) loses it all
+_USERINFO = re.compile(
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://(?:[^:/?#@\s]*:)?)[^:@/?#\s]+@")
+#: ``user:password@host`` without a scheme, as the gRPC exporter quotes its endpoint
+_NETLOC_USERINFO = re.compile(
+    r"(?<![\w.+\-/:@])(?P<user>[\w.~%\-]*):[^\s:@/?#\[\]]+@(?=[\w\-]+[.:]|\[)")
+#: values that say "no value" are kept: ``"token": null`` must stay valid JSON
+_NO_VALUE = frozenset({"null", "None", REDACTED})
 _KEY_SEP = re.compile(r"(?P<key>[A-Za-z_][\w.\-]*)(?:=|[\"']?[ \t]*:[ \t]*[\"']?)")
 _VALUE = re.compile(r"\[REDACTED\]|[^\s&;,\"'}\]]+")
 
@@ -255,8 +262,12 @@ class Scrubber:
         else:
             for pattern in self._patterns:
                 text = pattern.sub(REDACTED, text)
-        if "://" in text:
-            text = _USERINFO.sub(lambda m: m.group("head") + REDACTED + "@", text)
+        if "@" in text:
+            if "://" in text:
+                text = _USERINFO.sub(lambda m: m.group("head") + REDACTED + "@", text)
+            if ":" in text:  # a gRPC target quoted without its scheme: user:password@host
+                text = _NETLOC_USERINFO.sub(lambda m: m.group("user") + ":" + REDACTED + "@",
+                                            text)
         if "=" in text or ":" in text:
             text = self._redact_pairs(text)
         return text
@@ -273,7 +284,7 @@ class Scrubber:
             if match.start() < pos or not self.is_sensitive_key(match.group("key")):
                 continue
             value = _VALUE.match(text, match.end())
-            if value is None or value.group(0) == REDACTED:
+            if value is None or value.group(0) in _NO_VALUE:
                 continue
             out.append(text[pos:match.end()])
             out.append(REDACTED)

@@ -31,7 +31,12 @@ from otelprod.config_manager._manager import (
     get_config,
 )
 from otelprod.config_manager._schema import ConfigKey, ConfigSchema, ConfigValueError
-from otelprod.config_manager._secrets import Secret, SecretsManager, get_secrets
+from otelprod.config_manager._secrets import (
+    Secret,
+    SecretsManager,
+    get_secrets,
+    load_secret_sources,
+)
 from otelprod.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -118,6 +123,7 @@ __all__ = [
     "get_config",
     "get_secrets",
     "initialize_config",
+    "load_secret_sources",
     "status_report",
     "use_openfeature",
 ]

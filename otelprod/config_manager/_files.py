@@ -26,6 +26,9 @@ FLAGS_TABLE = "feature_flags"
 
 def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The file's top-level mapping; the format follows the suffix."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise TypeError(f"path: expected a file path (str or os.PathLike), got "
+                        f"{type(path).__name__} {path!r}")
     p = Path(path)
     suffix = p.suffix.lower()
     try:

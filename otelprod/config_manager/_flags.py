@@ -110,6 +110,9 @@ def flag_problems(name: Any, enabled: Any, rollout: Any, envs: Any) -> list[str]
 
 def bucket(name: str, key: str) -> float:
     """Where ``key`` falls for flag ``name``, in [0, 100): stable across processes."""
+    for label, value in (("name", name), ("key", key)):
+        if not isinstance(value, str):
+            raise TypeError(f"{label}: expected a str, got {describe(value)}")
     digest = hashlib.sha256(f"{name}\x00{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 * 100
 

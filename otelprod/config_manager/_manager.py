@@ -18,6 +18,7 @@ from otelprod.config_manager._schema import (
     ConfigSchema,
     ConfigValueError,
     convert,
+    describe,
 )
 from otelprod.errors import ConfigurationError
 
@@ -30,6 +31,9 @@ class SecretInConfigWarning(UserWarning):
 
 def normalize_key(key: str) -> str:
     """Keys are case-insensitive; ``-`` is ``_``; ``__`` in a variable name is ``.``."""
+    if not isinstance(key, str) or not key.strip():
+        raise (TypeError if not isinstance(key, str) else ValueError)(
+            f"key: expected a non-empty str, got {describe(key)}")
     return key.strip().lower().replace("__", ".").replace("-", "_")
 
 
@@ -73,6 +77,8 @@ class ConfigManager:
 
     def update(self, values: Mapping[str, Any], *, source: str = "code") -> list[str]:
         """Set every key of ``values`` (nested mappings become dotted keys)."""
+        if not isinstance(values, Mapping):
+            raise TypeError(f"values: expected a mapping, got {describe(values)}")
         flat = flatten(values)
         for key, value in flat.items():
             self.set(key, value, source=source)
@@ -86,6 +92,8 @@ class ConfigManager:
         ``TGE_DB__HOST`` becomes ``db.host``. Values stay strings until a
         typed getter or :meth:`validate` converts them.
         """
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix: expected a str, got {describe(prefix)}")
         env = os.environ if environ is None else environ
         loaded = []
         for var, value in env.items():
@@ -200,6 +208,8 @@ class ConfigManager:
     def get_list(self, key: str, default: list[str] | None = None,
                  separator: str = ",") -> list[str] | None:
         """A list from a file's array or a ``a,b,c`` string."""
+        if not isinstance(separator, str) or not separator:
+            raise ValueError(f"separator: expected a non-empty str, got {describe(separator)}")
         value = self.get(key)
         if value is None:
             return default
@@ -266,6 +276,9 @@ class ConfigManager:
     def evaluate_flag(self, name: str, key: Any = None, *, record: bool = True
                       ) -> FlagEvaluation:
         """Decide flag ``name`` for ``key``; records the span event unless told not to."""
+        if not isinstance(name, str) or not name.strip():
+            raise (TypeError if not isinstance(name, str) else ValueError)(
+                f"feature flag name: expected a non-empty str, got {describe(name)}")
         result = evaluate(self._flags.get(name), name, self.environment,
                           None if key is None else str(key))
         if record:

@@ -40,6 +40,9 @@ class ConfigFlagProvider(AbstractProvider):
     """
 
     def __init__(self, config: ConfigManager | None = None) -> None:
+        if config is not None and not isinstance(config, ConfigManager):
+            raise TypeError(f"config: expected a ConfigManager or None, got "
+                            f"{type(config).__name__} {config!r}")
         super().__init__()
         self._config = config
 

@@ -128,6 +128,9 @@ class ConfigKey:
     secret: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError(f"config key name: expected a non-empty str, got "
+                             f"{describe(self.name)}")
         if self.type not in _TYPE_NAMES:
             raise TypeError(f"config key {self.name!r}: type must be str, int, float or bool, "
                             f"got {self.type!r}")
@@ -172,6 +175,8 @@ class ConfigSchema:
             self.add(key)
 
     def add(self, key: ConfigKey) -> ConfigKey:
+        if not isinstance(key, ConfigKey):
+            raise TypeError(f"key: expected a ConfigKey, got {describe(key)}")
         self._keys[key.name] = key
         return key
 

@@ -9,6 +9,7 @@ value along by mistake. :class:`Secret` keeps the value out of ``repr``,
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import threading
 from collections.abc import Mapping
@@ -19,6 +20,11 @@ from otelprod._scrub import scrubber
 
 #: Files bigger than this in a secrets directory are skipped, not read.
 MAX_SECRET_FILE_BYTES = 64 * 1024
+#: The secret sources every otelprod process loads (init() and the CLI alike).
+SECRETS_ENV_PREFIX = "SECRET_"
+SECRETS_DIR_ENV = "OTELPROD_SECRETS_DIR"
+DEFAULT_SECRETS_DIR = "/run/secrets"
+HEALTH_TOKEN_ENV = "OTELPROD_HEALTH_TOKEN"
 _MASK = "**********"
 
 
@@ -30,6 +36,8 @@ class Secret:
     def __init__(self, value: str, name: str = "") -> None:
         if not isinstance(value, str):
             raise TypeError(f"secret {name!r}: expected a str value, got {type(value).__name__}")
+        if not isinstance(name, str):
+            raise TypeError(f"name: expected a str, got {type(name).__name__} {name!r}")
         self._value = value
         self.name = name
 
@@ -67,6 +75,8 @@ class Secret:
 
 
 def _secret_name(raw: str) -> str:
+    if not isinstance(raw, str):
+        raise TypeError(f"secret name: expected a str, got {type(raw).__name__} {raw!r}")
     return raw.strip().lower().replace("-", "_")
 
 
@@ -93,6 +103,9 @@ class SecretsManager:
     def load_from_env(self, prefix: str = "SECRET_",
                       environ: Mapping[str, str] | None = None) -> list[str]:
         """Load every ``<prefix>NAME`` variable as secret ``name``; returns the names."""
+        if not isinstance(prefix, str) or not prefix:
+            raise (TypeError if not isinstance(prefix, str) else ValueError)(
+                f"prefix: expected a non-empty str, got {type(prefix).__name__} {prefix!r}")
         env = os.environ if environ is None else environ
         loaded = []
         for var, value in env.items():
@@ -108,6 +121,9 @@ class SecretsManager:
         The Docker/Kubernetes convention: one file per secret, the trailing
         newline an editor adds is dropped. A missing directory loads nothing.
         """
+        if not isinstance(path, (str, os.PathLike)) or not str(path):
+            raise TypeError(f"path: expected a directory path (str or os.PathLike), got "
+                            f"{type(path).__name__} {path!r}")
         root = Path(path)
         if not root.is_dir():
             return []
@@ -166,6 +182,32 @@ class SecretsManager:
 
 
 _secrets = SecretsManager()
+
+
+def load_secret_sources(secrets_dir: str | os.PathLike[str] | None = None, *,
+                        environ: Mapping[str, str] | None = None) -> list[str]:
+    """Load the secrets every otelprod process knows, so each of them is scrubbed.
+
+    ``SECRET_*`` variables, the files of the secrets directory (``secrets_dir``,
+    else ``$OTELPROD_SECRETS_DIR``, else ``/run/secrets``; a missing one loads
+    nothing, an unreadable one is a warning), and ``OTELPROD_HEALTH_TOKEN``,
+    which is registered with the scrubber only. ``otelprod.init()`` and the
+    ``otelprod`` command both call this, so a value the service hides is hidden
+    from the command's output too. Returns the names of the secrets loaded.
+    """
+    env = os.environ if environ is None else environ
+    names = _secrets.load_from_env(SECRETS_ENV_PREFIX, environ=env)
+    directory = secrets_dir or env.get(SECRETS_DIR_ENV) or DEFAULT_SECRETS_DIR
+    try:
+        names += _secrets.load_from_directory(directory)
+    except (OSError, UnicodeDecodeError) as exc:
+        logging.getLogger("otelprod.config").warning(
+            "otelprod: cannot read the secrets directory %s (%s); its secrets are not "
+            "loaded, nor scrubbed", directory, exc)
+    token = env.get(HEALTH_TOKEN_ENV)
+    if token:
+        scrubber.register_secret(token)
+    return names
 
 
 def get_secrets() -> SecretsManager:

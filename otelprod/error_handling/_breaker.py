@@ -235,6 +235,9 @@ def get_circuit_breaker(name: str) -> CircuitBreaker:
 
 
 def unregister_circuit_breaker(name: str) -> None:
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected a circuit breaker's name (str), got "
+                        f"{type(name).__name__} {name!r}")
     with _registry_lock:
         breaker = _registry.pop(name, None)
         if breaker is not None:

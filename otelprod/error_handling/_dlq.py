@@ -8,6 +8,12 @@ busy timeout). The file is opened on first use, never at import, at
 directory. Payloads must be JSON-serialisable: a payload that is not is
 refused at ``add`` with the offending key named, instead of becoming a row
 that cannot be replayed.
+
+Nothing secret is written to the file: the operation, payload, metadata and
+error text are scrubbed before they are stored (a registered secret or a value
+under a sensitive key such as ``password`` becomes ``[REDACTED]``). A replay
+handler therefore gets ``[REDACTED]`` where the secret was: pass a secret's
+name in the payload and look the value up when replaying, not the value.
 """
 
 from __future__ import annotations
@@ -28,8 +34,10 @@ import tenacity
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from otelprod import semconv
+from otelprod._scrub import scrubber
 from otelprod._telemetry import add_event, meter, safely, truncate
 from otelprod.error_handling._common import _log
+from otelprod.error_handling._validate import Checker
 
 ENV_PATH = "OTELPROD_DLQ_PATH"
 DEFAULT_PATH = Path(".otelprod") / "dead_letter.db"
@@ -118,6 +126,23 @@ def _to_json(value: Any, what: str) -> str:
     return json.dumps(value, allow_nan=False, separators=(",", ":"))
 
 
+def _check_path(check: Checker, path: Any) -> None:
+    if path is not None and not (isinstance(path, (str, os.PathLike)) and str(path)):
+        check._bad("path", path, "a file path (str or os.PathLike) or None")
+
+
+def _check_operation(operation: Any) -> None:
+    if operation is not None and not isinstance(operation, str):
+        raise TypeError(f"operation: expected a str or None, got {type(operation).__name__} "
+                        f"{operation!r}")
+
+
+def _item_id(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"item_id: expected an int, got {type(value).__name__} {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class DeadLetterItem:
     """One failed operation, as stored."""
@@ -173,6 +198,12 @@ class DeadLetterQueue:
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, name: str = "default",
                  busy_timeout: float = 30.0) -> None:
+        check = Checker("DeadLetterQueue")
+        _check_path(check, path)
+        if not isinstance(name, str) or not name:
+            check._bad("name", name, "a non-empty str")
+        check.number("busy_timeout", busy_timeout, 0, exclusive=True)
+        check.done()
         self.name = name
         self.busy_timeout = busy_timeout
         self._configured = Path(path) if path is not None else None
@@ -194,6 +225,9 @@ class DeadLetterQueue:
 
     def configure(self, path: str | os.PathLike[str] | None) -> None:
         """Point the queue at another file (None: back to the default); reopened on next use."""
+        check = Checker("DeadLetterQueue.configure")
+        _check_path(check, path)
+        check.done()
         with self._lock:
             self.close()
             self._configured = Path(path) if path is not None else None
@@ -212,8 +246,11 @@ class DeadLetterQueue:
             return self._conn
         path = self.path
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), timeout=self.busy_timeout, isolation_level=None,
-                               check_same_thread=False)
+        try:
+            conn = sqlite3.connect(str(path), timeout=self.busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
+        except sqlite3.DatabaseError as exc:
+            raise type(exc)(f"dead-letter queue {path}: {exc}") from exc
         try:
             # Switching a new file to WAL while another process does the same can fail
             # with "database is locked" without waiting for the busy timeout: retry it.
@@ -222,6 +259,9 @@ class DeadLetterQueue:
                 stop=tenacity.stop_after_delay(self.busy_timeout),
                 wait=tenacity.wait_random_exponential(multiplier=0.01, max=0.2),
             )(self._prepare, conn)
+        except sqlite3.DatabaseError as exc:  # "file is not a database": say which file
+            conn.close()
+            raise type(exc)(f"dead-letter queue {path}: {exc}") from exc
         except BaseException:
             conn.close()
             raise
@@ -263,13 +303,15 @@ class DeadLetterQueue:
         if metadata is not None and not isinstance(metadata, dict):
             raise TypeError("dead_letter_queue.add: metadata must be a dict or None, got "
                             f"{type(metadata).__name__}")
-        payload_json = _to_json(payload, "payload")
-        metadata_json = _to_json(metadata or {}, "metadata")
+        payload_json = _to_json(scrubber.scrub(payload), "payload")
+        metadata_json = _to_json(scrubber.scrub(metadata or {}), "metadata")
+        operation = scrubber.scrub_text(operation)
         if isinstance(error, BaseException):
             error_type: str | None = type(error).__qualname__
-            error_message: str | None = str(error)
+            error_message: str | None = scrubber.scrub_text(str(error))
         elif error is None or isinstance(error, str):
-            error_type, error_message = None, error
+            error_type = None
+            error_message = None if error is None else scrubber.scrub_text(error)
         else:
             raise TypeError("dead_letter_queue.add: error must be an exception, a str or None, "
                             f"got {type(error).__name__}")
@@ -291,6 +333,11 @@ class DeadLetterQueue:
     def get_all(self, operation: str | None = None, limit: int | None = None
                 ) -> list[DeadLetterItem]:
         """Stored items, oldest first; optionally of one operation, at most ``limit``."""
+        _check_operation(operation)
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                  or limit < 0):
+            raise ValueError(f"limit: expected an int >= 0 or None, got {type(limit).__name__} "
+                             f"{limit!r}")
         if not self._exists():
             return []
         sql = f"SELECT {_COLUMNS} FROM dead_letters"
@@ -305,18 +352,21 @@ class DeadLetterQueue:
         return [DeadLetterItem._from_row(r) for r in self._read(sql, params)]
 
     def get(self, item_id: int) -> DeadLetterItem | None:
+        item_id = _item_id(item_id)
         if not self._exists():
             return None
-        rows = self._read(f"SELECT {_COLUMNS} FROM dead_letters WHERE id = ?", (int(item_id),))
+        rows = self._read(f"SELECT {_COLUMNS} FROM dead_letters WHERE id = ?", (item_id,))
         return DeadLetterItem._from_row(rows[0]) if rows else None
 
     def remove(self, item_id: int) -> bool:
+        item_id = _item_id(item_id)
         if not self._exists():
             return False
-        return self._write("DELETE FROM dead_letters WHERE id = ?", (int(item_id),)).rowcount > 0
+        return self._write("DELETE FROM dead_letters WHERE id = ?", (item_id,)).rowcount > 0
 
     def clear(self, operation: str | None = None) -> int:
         """Delete every item (or every item of ``operation``); returns how many."""
+        _check_operation(operation)
         if not self._exists():
             return 0
         if operation is None:
@@ -341,7 +391,7 @@ class DeadLetterQueue:
         if ids is None:
             targets = [item.id for item in self.get_all(operation=operation)]
         else:
-            targets = [int(i) for i in ids]
+            targets = [_item_id(i) for i in ids]
         return [self._replay_one(handler, item_id) for item_id in targets]
 
     def _replay_one(self, handler: Callable[[DeadLetterItem], Any], item_id: int) -> ReplayResult:
@@ -361,11 +411,11 @@ class DeadLetterQueue:
         try:
             result = handler(item)
         except Exception as exc:
-            error = f"{type(exc).__qualname__}: {exc}"
+            error = scrubber.scrub_text(f"{type(exc).__qualname__}: {exc}")
             self._write(
                 "UPDATE dead_letters SET attempts = attempts + 1, last_attempt_at = ?,"
                 " error_type = ?, error_message = ?, claimed_until = NULL WHERE id = ?",
-                (time.time(), type(exc).__qualname__, str(exc), item_id))
+                (time.time(), type(exc).__qualname__, scrubber.scrub_text(str(exc)), item_id))
             self._count_replay(semconv.DeadLetterResult.FAILURE)
             return ReplayResult(item_id, "failed", item.operation, item.attempts + 1, error)
         except BaseException:

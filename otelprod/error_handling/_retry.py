@@ -82,6 +82,10 @@ class RetryConfig:
         check.integer("max_attempts", self.max_attempts, 1)
         check.number("base_delay", self.base_delay, 0)
         check.number("max_delay", self.max_delay, 0)
+        if not check.problems and self.max_delay < self.base_delay:
+            check._bad("max_delay", self.max_delay,
+                       f"a number >= base_delay ({self.base_delay!r}): no delay can be shorter "
+                       "than the first")
         check.number("exponential_base", self.exponential_base, 1)
         check.boolean("jitter", self.jitter)
         types = check.exceptions("retry_on", self.retry_on)
@@ -285,6 +289,12 @@ def with_retry(config: Any = None, /, *, name: str | None = None,
         return with_retry()(config)
     if config is not None and not isinstance(config, RetryConfig):
         raise TypeError(f"with_retry() takes a RetryConfig, got {type(config).__name__}")
+    check = Checker("with_retry")
+    if name is not None and (not isinstance(name, str) or not name):
+        check._bad("name", name, "a non-empty str or None")
+    if sleep is not None and not callable(sleep):
+        check._bad("sleep", sleep, "a callable(seconds) or None")
+    check.done()
     cfg = config or RetryConfig()
 
     def decorate(fn: F) -> F:

@@ -25,12 +25,7 @@ from otelprod.monitoring._builtin import (
     exporter_check,
     memory_check,
 )
-from otelprod.monitoring._endpoints import (
-    HealthServer,
-    health_asgi_app,
-    health_wsgi_app,
-    serve_health,
-)
+from otelprod.monitoring._endpoints import health_asgi_app, health_wsgi_app
 from otelprod.monitoring._health import HealthChecker
 from otelprod.monitoring._metrics_facade import MetricsCollector
 from otelprod.monitoring._model import (
@@ -41,6 +36,7 @@ from otelprod.monitoring._model import (
     HealthStatus,
 )
 from otelprod.monitoring._notifiers import WebhookNotifier, alertmanager_payload
+from otelprod.monitoring._server import HealthServer, serve_health
 from otelprod.monitoring._system import MonitoringSystem, monitoring_system
 from otelprod.monitoring._system_metrics import SystemMetrics
 

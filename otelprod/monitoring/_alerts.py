@@ -144,6 +144,9 @@ class AlertManager:
 
     def resolve_alert(self, alert_id: str, message: str = "") -> Alert | None:
         """Resolve the active alert with this id (or fingerprint); None if none is active."""
+        if not isinstance(alert_id, str):
+            raise TypeError(f"alert_id: expected a str, got {type(alert_id).__name__} "
+                            f"{alert_id!r}")
         with self._lock:
             alert = self._find(alert_id)
             if alert is None:
@@ -200,6 +203,9 @@ class AlertManager:
     def get_active_alerts(self, severity: AlertSeverity | str | None = None,
                           component: str | None = None) -> list[Alert]:
         """Active alerts, oldest first, optionally filtered."""
+        if component is not None and not isinstance(component, str):
+            raise TypeError(f"component: expected a str or None, got {type(component).__name__} "
+                            f"{component!r}")
         wanted = AlertSeverity.coerce(severity) if severity is not None else None
         with self._lock:
             alerts = list(self._active.values())
@@ -210,6 +216,10 @@ class AlertManager:
 
     def get_alert_history(self, limit: int | None = None) -> list[Alert]:
         """Resolved alerts, newest first (bounded by ``history_size``)."""
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                  or limit < 0):
+            raise ValueError(f"limit: expected an int >= 0 or None, got {type(limit).__name__} "
+                             f"{limit!r}")
         with self._lock:
             history = list(reversed(self._history))
         return history if limit is None else history[:limit]

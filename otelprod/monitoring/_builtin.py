@@ -11,6 +11,7 @@ whoever installed the telemetry pipeline (``otelprod.init()`` hands it to
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -35,11 +36,22 @@ def _fraction(key: str, value: Any) -> float:
     return float(value)
 
 
+def _thresholds(degraded_at: Any, unhealthy_at: Any) -> tuple[float, float]:
+    degraded, unhealthy = _fraction("degraded_at", degraded_at), _fraction(
+        "unhealthy_at", unhealthy_at)
+    if degraded > unhealthy:
+        raise ValueError(f"degraded_at: expected a fraction <= unhealthy_at ({unhealthy!r}), "
+                         f"got {degraded!r}")
+    return degraded, unhealthy
+
+
 def disk_space_check(path: str = "/", degraded_at: float = 0.90,
                      unhealthy_at: float = 0.95) -> Check:
     """Used fraction of the filesystem holding ``path``."""
-    degraded_at = _fraction("degraded_at", degraded_at)
-    unhealthy_at = _fraction("unhealthy_at", unhealthy_at)
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise TypeError(f"path: expected a directory path (str or os.PathLike), got "
+                        f"{type(path).__name__} {path!r}")
+    degraded_at, unhealthy_at = _thresholds(degraded_at, unhealthy_at)
 
     def check() -> HealthCheckResult:
         usage = psutil.disk_usage(path)
@@ -56,8 +68,7 @@ def disk_space_check(path: str = "/", degraded_at: float = 0.90,
 
 def memory_check(degraded_at: float = 0.90, unhealthy_at: float = 0.95) -> Check:
     """Fraction of system memory not available."""
-    degraded_at = _fraction("degraded_at", degraded_at)
-    unhealthy_at = _fraction("unhealthy_at", unhealthy_at)
+    degraded_at, unhealthy_at = _thresholds(degraded_at, unhealthy_at)
 
     def check() -> HealthCheckResult:
         memory = psutil.virtual_memory()

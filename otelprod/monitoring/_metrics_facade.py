@@ -37,6 +37,13 @@ def _check_name(name: Any) -> str:
     return name
 
 
+def _check_attributes(name: str, attributes: Any) -> None:
+    if attributes is not None and type(attributes) is not dict \
+            and not isinstance(attributes, Mapping):
+        raise TypeError(f"metric {name!r}: attributes must be a mapping or None, "
+                        f"got {type(attributes).__name__} {attributes!r}")
+
+
 def _check_value(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"metric {name!r}: value must be an int or float, "
@@ -47,6 +54,9 @@ class MetricsCollector:
     """``record`` / ``increment`` / ``set_gauge`` on cached OTel instruments."""
 
     def __init__(self, meter: Meter | None = None) -> None:
+        if meter is not None and not callable(getattr(meter, "create_counter", None)):
+            raise TypeError(f"meter: expected an OpenTelemetry Meter or None, got "
+                            f"{type(meter).__name__} {meter!r}")
         self._meter = meter or _telemetry.meter
         self._lock = threading.Lock()
         self._kinds: dict[str, str] = {}
@@ -56,6 +66,10 @@ class MetricsCollector:
 
     def _create(self, name: str, kind: str, unit: str, description: str) -> Any:
         _check_name(name)
+        for key, value in (("unit", unit), ("description", description)):
+            if not isinstance(value, str):
+                raise TypeError(f"metric {name!r}: {key} must be a str, got "
+                                f"{type(value).__name__} {value!r}")
         with self._lock:
             existing = self._kinds.get(name)
             if existing is not None and existing != kind:
@@ -82,6 +96,8 @@ class MetricsCollector:
             instrument = self._create(name, _KIND_HISTOGRAM, unit, description)
         if type(value) is not float and type(value) is not int:
             _check_value(name, value)
+        if attributes is not None and type(attributes) is not dict:
+            _check_attributes(name, attributes)
         try:
             instrument.record(value, attributes)
         except Exception:  # telemetry trouble is never the caller's exception
@@ -98,6 +114,8 @@ class MetricsCollector:
         if value < 0:
             raise ValueError(f"metric {name!r}: a counter only goes up; increment by a value "
                              f">= 0, got {value!r}")
+        if attributes is not None and type(attributes) is not dict:
+            _check_attributes(name, attributes)
         try:
             instrument.add(value, attributes)
         except Exception:
@@ -111,6 +129,8 @@ class MetricsCollector:
             instrument = self._create(name, _KIND_GAUGE, unit, description)
         if type(value) is not float and type(value) is not int:
             _check_value(name, value)
+        if attributes is not None and type(attributes) is not dict:
+            _check_attributes(name, attributes)
         try:
             instrument.set(value, attributes)
         except Exception:

@@ -77,6 +77,31 @@ class HealthCheckResult:
     metadata: dict[str, Any] = field(default_factory=dict)
     timestamp: _dt.datetime = field(default_factory=utcnow)
 
+    def __post_init__(self) -> None:
+        # the seed passes enum members; "healthy" is as clear, and "bogus" is refused here,
+        # not later in a status report or a probe
+        self.status = _coerce(HealthStatus, self.status, "status", "a HealthStatus")
+        problems = []
+        if not isinstance(self.component, str):
+            problems.append(f"component: expected a str, got {type(self.component).__name__} "
+                            f"{self.component!r}")
+        if not isinstance(self.message, str):
+            problems.append(f"message: expected a str, got {type(self.message).__name__} "
+                            f"{self.message!r}")
+        elapsed = self.response_time_ms
+        if isinstance(elapsed, bool) or not isinstance(elapsed, (int, float)) or not (
+                0 <= elapsed < float("inf")):
+            problems.append(f"response_time_ms: expected a finite number >= 0, got "
+                            f"{type(elapsed).__name__} {elapsed!r}")
+        if not isinstance(self.metadata, dict):
+            problems.append(f"metadata: expected a dict, got {type(self.metadata).__name__} "
+                            f"{self.metadata!r}")
+        if not isinstance(self.timestamp, _dt.datetime):
+            problems.append(f"timestamp: expected a datetime, got "
+                            f"{type(self.timestamp).__name__} {self.timestamp!r}")
+        if problems:
+            raise ValueError("HealthCheckResult: " + "; ".join(problems))
+
     @property
     def is_healthy(self) -> bool:
         return self.status is HealthStatus.HEALTHY

@@ -57,6 +57,14 @@ class MonitoringSystem:
         ``export_status`` tells the exporter check and the status report how
         the telemetry export is going (``otelprod.init()`` passes its own).
         """
+        for key, value in (("system_metrics", system_metrics), ("builtin_checks", builtin_checks),
+                           ("background_checks", background_checks)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{key}: expected True or False, got {type(value).__name__} "
+                                f"{value!r}")
+        if export_status is not None and not callable(export_status):
+            raise TypeError(f"export_status: expected a callable() -> mapping or None, got "
+                            f"{type(export_status).__name__} {export_status!r}")
         with self._lock:
             if self._started:
                 return
@@ -79,6 +87,10 @@ class MonitoringSystem:
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop the background parts and send what notifiers have queued (within ``timeout``)."""
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
+                or not 0 <= timeout < float("inf"):
+            raise ValueError(f"timeout: expected a finite number of seconds >= 0, got "
+                             f"{type(timeout).__name__} {timeout!r}")
         with self._lock:
             if not self._started:
                 return

@@ -57,8 +57,19 @@ def check_strategy(value: object, problems: list[str]) -> RateLimitStrategy | No
         return None
 
 
+def check_wait(wait: object) -> None:
+    """``wait`` as ``acquire`` takes it: None, a bool, or seconds >= 0."""
+    if wait is None or isinstance(wait, bool) or (
+            _is_real(wait) and wait >= 0):  # type: ignore[operator]
+        return
+    raise ValueError(f"wait: {_type(wait)} {wait!r} must be None, a bool or a number of "
+                     "seconds >= 0")
+
+
 def check_failure_mode(value: object) -> FailureMode:
     try:
+        if isinstance(value, str) and not isinstance(value, FailureMode):
+            value = value.strip().lower()
         return value if isinstance(value, FailureMode) else FailureMode(value)
     except ValueError:
         raise ConfigurationError(

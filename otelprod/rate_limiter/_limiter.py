@@ -65,6 +65,9 @@ class RateLimiter:
 
     def __new__(cls, config: RateLimitConfig | None = None, *args: Any, **kwargs: Any) -> Any:
         if cls is RateLimiter:
+            if config is not None and not isinstance(config, RateLimitConfig):
+                raise TypeError(f"config: expected RateLimitConfig, got {_type(config)} "
+                                f"{config!r}")
             cls = RateLimiter._implementations[(config or RateLimitConfig()).strategy]
         return object.__new__(cls)
 

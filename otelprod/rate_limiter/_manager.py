@@ -18,6 +18,8 @@ from otelprod.rate_limiter._config import (
     RateLimitConfig,
     RateLimitExceeded,
     _type,
+    check_failure_mode,
+    check_wait,
 )
 from otelprod.rate_limiter._limiter import RateLimiter, log
 
@@ -35,6 +37,9 @@ class RateLimitManager:
     """
 
     def __init__(self, default_config: RateLimitConfig | None = None) -> None:
+        if default_config is not None and not isinstance(default_config, RateLimitConfig):
+            raise TypeError(f"default_config: expected a RateLimitConfig or None, got "
+                            f"{_type(default_config)} {default_config!r}")
         self.default_config = default_config or RateLimitConfig()
         self._limiters: dict[str, RateLimiter] = {}
         self._backpressure: dict[str, Backpressure] = {}
@@ -60,6 +65,10 @@ class RateLimitManager:
         ``failure_retry_after``, ``timeout``) go to :class:`RedisRateLimiter`.
         """
         config = config or self.default_config
+        if not isinstance(config, RateLimitConfig):
+            raise TypeError(f"config: expected a RateLimitConfig or None, got {_type(config)} "
+                            f"{config!r}")
+        failure_mode = check_failure_mode(failure_mode)  # checked with or without Redis
         limiter: RateLimiter
         if redis is not None:
             from otelprod.rate_limiter._redis import RedisRateLimiter
@@ -180,6 +189,16 @@ def rate_limited(
     A call made outside any span gets a span of its own, named after the
     function, so its ``ratelimiter.*`` events are never lost.
     """
+
+    if not (isinstance(limiter, RateLimiter) or (isinstance(limiter, str) and limiter)):
+        raise TypeError(f"limiter: expected a RateLimiter or a limiter's name, got "
+                        f"{_type(limiter)} {limiter!r}")
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+        raise ValueError(f"tokens: expected an int >= 1, got {_type(tokens)} {tokens!r}")
+    check_wait(wait)
+    if key is not None and not callable(key):
+        raise TypeError(f"key: expected a callable(*args, **kwargs) -> hashable or None, got "
+                        f"{_type(key)} {key!r}")
 
     def resolve() -> RateLimiter:
         return (rate_limit_manager.get_limiter(limiter) if isinstance(limiter, str)

@@ -22,6 +22,7 @@ from typing import Any
 import redis
 
 from otelprod import semconv
+from otelprod._scrub import scrubber
 from otelprod._telemetry import add_event, truncate
 from otelprod.errors import ConfigurationError
 from otelprod.rate_limiter import _instruments as _inst
@@ -102,18 +103,21 @@ return {0, math.floor(delay * 1000 + 0.5), remaining}
 """
 
 _SUPPORTED = (RateLimitStrategy.TOKEN_BUCKET, RateLimitStrategy.SLIDING_WINDOW)
+_SCHEMES = ("redis://", "rediss://", "unix://")
 _SMALL = (b"0", b"1", b"2", b"3")
 
 
 def _client(target: str | redis.Redis, timeout: float) -> redis.Redis:
     if isinstance(target, redis.Redis):
         return target
-    if isinstance(target, str):
+    if isinstance(target, str) and target.startswith(_SCHEMES):
         return redis.Redis.from_url(
             target, socket_timeout=timeout, socket_connect_timeout=timeout
         )
+    shown = scrubber.scrub_text(target) if isinstance(target, str) else target  # a password
     raise ConfigurationError(
-        f"redis: {_type(target)} {target!r} must be a redis:// URL or a redis.Redis client"
+        f"redis: {_type(target)} {shown!r} must be a {', '.join(_SCHEMES)} URL or a "
+        "redis.Redis client"
     )
 
 

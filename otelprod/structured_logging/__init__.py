@@ -55,6 +55,11 @@ from otelprod.structured_logging._tracing import (
 DEFAULT_NAME = "otelprod"
 
 
+def _check_name(name: Any) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"name: expected a non-empty str, got {type(name).__name__} {name!r}")
+
+
 class ObservabilitySystem:
     """A named system: its loggers are ``<name>.<module>``; it traces and measures operations."""
 
@@ -69,6 +74,7 @@ class ObservabilitySystem:
 
     def get_logger(self, module: str) -> StructuredLogger:
         """The logger ``<system name>.<module>``."""
+        _check_name(module)
         full = module if module == self.name or module.startswith(self.name + ".") \
             else f"{self.name}.{module}"
         logger = self._loggers.get(full)
@@ -77,8 +83,7 @@ class ObservabilitySystem:
                 logger = self._loggers.setdefault(full, StructuredLogger(full))
         return logger
 
-    @contextmanager
-    def trace_request(self, name: str, **attributes: Any) -> Iterator[dict[str, Any]]:
+    def trace_request(self, name: str, **attributes: Any) -> Any:
         """A span around the block, yielding the request's context dict.
 
         The dict holds ``span``, ``trace_id`` and ``span_id`` (OTel hex),
@@ -86,6 +91,12 @@ class ObservabilitySystem:
         and ``start_time``. Exceptions are recorded on the span and re-raised;
         the duration goes to ``operation.duration`` and the performance report.
         """
+        _check_name(name)  # now, not when the block is entered
+        return self._trace_request(name, attributes)
+
+    @contextmanager
+    def _trace_request(self, name: str, attributes: dict[str, Any]
+                       ) -> Iterator[dict[str, Any]]:
         logger = self.get_logger(name).bind(**attributes) if attributes \
             else self.get_logger(name)
 
@@ -125,6 +136,8 @@ def initialize_observability(name: str = DEFAULT_NAME, **options: Any) -> Observ
     Calling it again with the same name returns the existing system; with
     another name, a new one replaces it.
     """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"name: expected a non-empty string, got {name!r}")
     # The seed's log format has trace ids: with no tracer provider installed yet,
     # otelprod's pipeline starts for this service (with one, it is used as it is).
     ensure_pipeline(name)

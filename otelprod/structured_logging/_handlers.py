@@ -244,8 +244,18 @@ def setup_json_logging(
     """
     global _handler, _logger, _atexit_registered
     numeric = _parse_level(level)
-    if queue_size < 1:
-        raise ConfigurationError(f"queue_size: must be >= 1, got {queue_size!r}")
+    problems = [f"{key}: must be an int >= {low}, got {type(value).__name__} {value!r}"
+                for key, value, low in (("queue_size", queue_size, 1), ("max_bytes", max_bytes, 0),
+                                        ("backup_count", backup_count, 0))
+                if isinstance(value, bool) or not isinstance(value, int) or value < low]
+    if log_file is not None and not (isinstance(log_file, (str, os.PathLike)) and str(log_file)):
+        problems.append(f"log_file: must be a file path (str or os.PathLike) or None, got "
+                        f"{type(log_file).__name__} {log_file!r}")
+    if not isinstance(console, bool):
+        problems.append(f"console: must be True or False, got {type(console).__name__} "
+                        f"{console!r}")
+    if problems:
+        raise ConfigurationError(problems)
     targets: list[logging.Handler] = []
     if console:
         targets.append(logging.StreamHandler(stream if stream is not None else sys.stdout))
@@ -275,8 +285,16 @@ def get_json_handler() -> JsonQueueHandler | None:
     return _handler
 
 
+def _check_timeout(timeout: Any) -> None:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
+            or not 0 <= timeout < float("inf"):
+        raise ValueError(f"timeout: expected a finite number of seconds >= 0, got "
+                         f"{type(timeout).__name__} {timeout!r}")
+
+
 def flush_logging(timeout: float = 5.0) -> bool:
     """Wait until every JSON line logged so far is written; False on timeout."""
+    _check_timeout(timeout)
     handler = _handler
     return True if handler is None else handler.flush_queue(timeout)
 
@@ -286,6 +304,7 @@ def shutdown_logging(timeout: float = 5.0) -> bool:
 
     ``otelprod.shutdown()`` calls it; it also runs at exit.
     """
+    _check_timeout(timeout)
     handler = _handler
     return True if handler is None else handler.stop(timeout)
 

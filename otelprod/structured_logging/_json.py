@@ -45,6 +45,9 @@ class JsonFormatter(logging.Formatter):
     """
 
     def __init__(self, *, scrub: bool = True) -> None:
+        if not isinstance(scrub, bool):
+            raise TypeError(f"scrub: expected True or False, got {type(scrub).__name__} "
+                            f"{scrub!r}")
         super().__init__()
         self._scrub = scrub
         self._second = -1

@@ -59,6 +59,9 @@ class StructuredLogger:
 
     def __init__(self, name: str, *, logger: logging.Logger | None = None,
                  bound: Mapping[str, Any] | None = None) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name: expected a non-empty str, got {type(name).__name__} "
+                             f"{name!r}")
         self.name = name
         self.logger = logger if logger is not None else logging.getLogger(name)
         self._bound: dict[str, Any] = dict(bound or {})

@@ -54,9 +54,10 @@ class PerformanceTracker:
 
     def __init__(self, window: int = DEFAULT_WINDOW,
                  max_operations: int = DEFAULT_MAX_OPERATIONS) -> None:
-        if window < 1 or max_operations < 1:
-            raise ValueError(f"window and max_operations must be >= 1, "
-                             f"got {window!r} and {max_operations!r}")
+        for key, value in (("window", window), ("max_operations", max_operations)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key}: expected an int >= 1, got {type(value).__name__} "
+                                 f"{value!r}")
         self._window = window
         self._max = max_operations
         self._lock = threading.Lock()

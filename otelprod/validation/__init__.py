@@ -19,6 +19,7 @@ with a hash and length in place of the input.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from otelprod.validation._decode import prepare
@@ -94,9 +95,12 @@ INPUT_TYPES: dict[str, str] = {
 def validate_user_input(value: Any, input_type: str = "string", **options: Any) -> ValidationResult:
     """Validate ``value`` as ``input_type`` (see ``INPUT_TYPES``); options go to the validator.
 
-    An unknown ``input_type`` is a programming error and raises ``ValueError``;
-    the value itself never makes this raise.
+    An unknown ``input_type`` is a programming error and raises ``ValueError``,
+    an option its validator does not take ``TypeError``; the value itself
+    never makes this raise.
     """
+    if options:
+        _check_options(input_type, options)
     if input_type == "string":
         return validate_string(value, **options)
     if input_type == "email":
@@ -119,6 +123,26 @@ def validate_user_input(value: Any, input_type: str = "string", **options: Any) 
         f"input_type must be one of {', '.join(INPUT_TYPES)}, got {input_type!r} "
         f"({type(input_type).__name__})"
     )
+
+
+def _check_options(input_type: str, options: dict[str, Any]) -> None:
+    """Options the validator does not take are refused, not swallowed into an invalid result."""
+    import inspect
+
+    validators: dict[str, Callable[..., Any]] = {
+        "string": validate_string, "email": validate_email, "url": validate_url,
+        "int": validate_number, "float": validate_number, "number": validate_number,
+        "filename": validate_filename, "html": validate_html, "json": validate_json,
+        "text": validate_text}
+    target = validators.get(input_type) if isinstance(input_type, str) else None
+    if target is None:
+        return  # an unknown input_type is refused with its own message
+    accepted = [name for name in inspect.signature(target).parameters
+                if name not in ("value", "integer")]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise TypeError(f"validate_user_input: input_type {input_type!r} takes no option "
+                        f"{', '.join(map(repr, unknown))} (it takes: {', '.join(accepted)})")
 
 
 def detect_threats(value: Any) -> list[Finding]:
