@@ -32,6 +32,7 @@ PROCESS_PID: Final = "process.pid"
 ERROR_TYPE: Final = "error.type"
 EXCEPTION_TYPE: Final = "exception.type"
 EXCEPTION_MESSAGE: Final = "exception.message"
+EXCEPTION_STACKTRACE: Final = "exception.stacktrace"
 
 # --- retry -------------------------------------------------------------------
 METRIC_RETRY_ATTEMPTS: Final = "retry.attempts"

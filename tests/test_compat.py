@@ -138,6 +138,25 @@ def test_reset_metric_state_keeps_instruments_and_forgets_counts() -> None:
     assert points == [1]
 
 
+def test_the_batch_log_processor_queue_reaches_its_exporter() -> None:
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+    class Collect(InMemoryLogRecordExporter):
+        def export(self, batch):  # type: ignore[no-untyped-def]
+            self.items = [*getattr(self, "items", []), *batch]
+            return super().export([])
+
+    exporter = Collect()
+    processor = BatchLogRecordProcessor(exporter)
+    enqueue = otel_sdk.batch_emitter(processor)
+    enqueue(("a", "captured", "item"))
+    assert processor.force_flush(5_000)
+    processor.shutdown()
+    assert exporter.items == [("a", "captured", "item")]
+    with pytest.raises(otel_sdk.MissingInternal, match="'_batch_processor'"):
+        otel_sdk.batch_emitter(object())
+
+
 # --- opentelemetry-api -------------------------------------------------------------------------
 def test_the_current_span_key_finds_the_current_span() -> None:
     key = otel_api.current_span_key()
@@ -166,3 +185,15 @@ def test_itertools_count_repr_gives_the_calls() -> None:
     for _ in range(42):
         next(counter)
     assert stdlib.count_value(counter) == 42
+
+
+def test_queue_listener_stops_on_its_sentinel() -> None:
+    import logging.handlers
+    import queue
+
+    lines: queue.SimpleQueue[object] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(lines)
+    listener.enqueue_sentinel()
+    assert lines.get_nowait() is stdlib.queue_listener_sentinel(listener)
+    with pytest.raises(AttributeError, match="'_sentinel'"):
+        stdlib.queue_listener_sentinel(object())  # type: ignore[arg-type]

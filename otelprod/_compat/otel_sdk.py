@@ -20,6 +20,11 @@ attribute. What the SDK offers publicly is used instead wherever it exists.
   aggregation the real OTLP exporter prefers (resolved from
   ``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE``); the SDK keeps them
   in private attributes.
+* **The log bridge's shortcut.** The bridge puts the records it captured in
+  the caller's thread straight onto the ``BatchLogRecordProcessor``'s queue
+  (its private ``_batch_processor``), so the translation to SDK records
+  happens in the export thread; the processor's public ``on_emit`` takes
+  only records already built.
 * **After a fork.** The SDK renews ``service.instance.id`` in a forked child
   but not ``process.pid`` (only the opt-in process detector is re-run), and
   a child must not re-export the parent's counts: the providers'
@@ -35,7 +40,7 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -120,6 +125,19 @@ def encode_logs(batch: Sequence[Any]) -> Any:
 
     encode = _get(_log_encoder, "encode_logs", "to encode log records for the spool")
     return encode(batch)
+
+
+# --- the log bridge --------------------------------------------------------------------------
+def batch_emitter(processor: object) -> Callable[[Any], None]:
+    """The function that queues one item on a ``BatchLogRecordProcessor``'s batch queue.
+
+    Its worker thread hands the queued items, in batches, to the processor's
+    exporter; fork, flush and shutdown are the processor's own.
+    """
+    purpose = "to queue the log bridge's records for the export thread"
+    emit: Callable[[Any], None] = _get(_get(processor, "_batch_processor", purpose), "emit",
+                                       purpose)
+    return emit
 
 
 # --- metric exporters ------------------------------------------------------------------------
