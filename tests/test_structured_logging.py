@@ -308,13 +308,33 @@ def test_clear_and_bound_context() -> None:
     assert logger.bind(k="v").get_context() == {"k": "v"}
 
 
+def test_context_filter_puts_the_context_on_any_handlers_records() -> None:
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    handler = Keep()
+    handler.addFilter(ContextFilter())
+    logger = logging.getLogger("ctxfilter")
+    logger.addHandler(handler)
+    try:
+        set_context(request_id="r-7", name="clash")
+        logger.warning("x", extra={"request_id": "own"})
+    finally:
+        logger.removeHandler(handler)
+    [record] = seen
+    assert record.request_id == "own"  # the record's own value wins
+    assert record.name_ == "clash" and record.name == "ctxfilter"  # never clobbers the record
+
+
 # --- the OpenTelemetry bridge ---------------------------------------------------------
 @pytest.fixture
 def otel_bridge() -> Iterator[logging.Handler]:
-    from opentelemetry.instrumentation.logging.handler import LoggingHandler
+    from otelprod._pipeline.log_bridge import LogBridge
 
-    handler = LoggingHandler(logger_provider=_logs.get_logger_provider())
-    handler.addFilter(ContextFilter())
+    handler = LogBridge(_logs.get_logger_provider())  # type: ignore[arg-type]
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.INFO)
