@@ -147,14 +147,20 @@ def test_the_batch_log_processor_queue_reaches_its_exporter() -> None:
             return super().export([])
 
     exporter = Collect()
-    processor = BatchLogRecordProcessor(exporter)
+    processor = BatchLogRecordProcessor(exporter, max_queue_size=100, max_export_batch_size=10,
+                                        schedule_delay_millis=60_000)
     enqueue = otel_sdk.batch_emitter(processor)
+    backlog, queue_size, batch_size = otel_sdk.batch_backlog(processor)
+    assert (backlog(), queue_size, batch_size) == (0, 100, 10)
     enqueue(("a", "captured", "item"))
+    assert backlog() == 1
     assert processor.force_flush(5_000)
+    assert backlog() == 0
     processor.shutdown()
     assert exporter.items == [("a", "captured", "item")]
-    with pytest.raises(otel_sdk.MissingInternal, match="'_batch_processor'"):
-        otel_sdk.batch_emitter(object())
+    for accessor in (otel_sdk.batch_emitter, otel_sdk.batch_backlog):
+        with pytest.raises(otel_sdk.MissingInternal, match="'_batch_processor'"):
+            accessor(object())
 
 
 # --- opentelemetry-api -------------------------------------------------------------------------

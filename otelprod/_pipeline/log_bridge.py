@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import traceback
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -55,6 +56,7 @@ from opentelemetry.sdk._logs.export import (
     LogRecordExporter,
     LogRecordExportResult,
 )
+from opentelemetry.sdk.environment_variables import OTEL_BLRP_MAX_QUEUE_SIZE
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
@@ -65,6 +67,7 @@ from otelprod._pipeline.status import record_drop
 from otelprod._scrub import Scrubber, scrubber
 from otelprod.structured_logging._context import current as context_fields
 from otelprod.structured_logging._context import field_name
+from otelprod.structured_logging._json import ScrubbedText
 
 _log = logging.getLogger("otelprod._pipeline.log_bridge")
 
@@ -85,6 +88,10 @@ _EVENT_NAME, _DEPRECATED_EVENT_NAME = "otel.event.name", "event.name"
 #: Python level names the OTel data model spells differently
 _SEVERITY_TEXT = {"WARNING": "WARN", "CRITICAL": "FATAL"}
 _CACHE_BOUND = 4096  # logger names and levels may be unbounded: the caches are not
+#: log records the export queue holds unless OTEL_BLRP_MAX_QUEUE_SIZE says otherwise:
+#: the SDK's 2,048 is a tenth of a second of a service logging 20,000 lines a second,
+#: less than one slow export takes
+DEFAULT_QUEUE_SIZE = 16_384
 
 #: What the caller's thread hands over: the record's attributes, the message,
 #: the OTel context, the set_context() fields and the observed time (ns).
@@ -132,25 +139,36 @@ class Translator:
         self._severities: dict[tuple[int, str], tuple[SeverityNumber, str]] = {}
 
     def api_record(self, captured: Captured, *, scrub: bool) -> ApiLogRecord:
-        """The API ``LogRecord`` of ``captured`` (its attributes a plain dict)."""
+        """The API ``LogRecord`` of ``captured`` (its attributes a plain dict).
+
+        A structured logger's record (its message a :class:`ScrubbedText`)
+        carries a scrubbed message and fields: only what the record did not
+        carry (context fields set since, the exception) is scrubbed here.
+        """
         record, body, context, fields, observed = captured
         attributes = {k: v for k, v in record.items() if k not in _RESERVED}
-        for key, value in fields.items():  # set_context() fields the record lacks
+        added: dict[str, Any] = {}  # what the record itself does not carry
+        for key, value in fields.items():  # set_context() fields
             name = field_name(key)
             if name not in record:
-                attributes[name] = value
+                added[name] = value
+        exc_info = record.get("exc_info")
+        if exc_info:
+            _add_exception(added, exc_info)
+        s = self._scrubber
+        if type(body) is ScrubbedText:
+            body = str(body)
+        elif scrub:
+            body = s.scrub(body)
+            if attributes and not s.is_clean(attributes):
+                attributes = s.scrub_mapping(attributes)
+        if added:
+            attributes.update(s.scrub_mapping(added) if scrub and not s.is_clean(added)
+                              else added)
         event_name = attributes.pop(_EVENT_NAME, None)
         deprecated_event_name = attributes.pop(_DEPRECATED_EVENT_NAME, None)
         if event_name is None:
             event_name = deprecated_event_name
-        exc_info = record.get("exc_info")
-        if exc_info:
-            _add_exception(attributes, exc_info)
-        if scrub:
-            s = self._scrubber
-            body = s.scrub(body)
-            if attributes and not s.is_clean(attributes):
-                attributes = s.scrub_mapping(attributes)
         levelno, levelname = record["levelno"], record["levelname"]
         severity = self._severities.get((levelno, levelname))
         if severity is None:
@@ -250,19 +268,31 @@ class BridgeLoggerProvider(LoggerProvider):
     ``enqueue`` is the batch processor's queue, where the bridge puts its
     captured records directly; it is None once anybody adds a processor of
     their own (then every record must pass the whole chain), or when the
-    installed SDK lacks the internal it needs.
+    installed SDK lacks the internal it needs. ``backlog()`` is how many
+    items wait there, ``queue_size`` how many it holds before it drops the
+    oldest; from ``behind`` waiting on, the export thread is falling behind.
     """
+
+    backlog: Callable[[], int]
+    queue_size: int
+    behind: int
 
     def __init__(self, resource: Resource, exporter: LogRecordExporter) -> None:
         limits = LogRecordLimits()
         super().__init__(resource=resource, shutdown_on_exit=False, log_record_limits=limits)
         self.translator = Translator(lambda: self.resource, limits)
-        batch = BatchLogRecordProcessor(BridgeExporter(exporter, self.translator))
+        batch = BatchLogRecordProcessor(
+            BridgeExporter(exporter, self.translator),
+            max_queue_size=None if os.environ.get(OTEL_BLRP_MAX_QUEUE_SIZE, "").strip()
+            else DEFAULT_QUEUE_SIZE)
         super().add_log_record_processor(ScrubbingLogRecordProcessor())
         super().add_log_record_processor(batch)
-        self.enqueue: Callable[[Captured], None] | None
+        self.enqueue: Callable[[Any], None] | None
         try:
             self.enqueue = otel_sdk.batch_emitter(batch)
+            self.backlog, self.queue_size, batch_size = otel_sdk.batch_backlog(batch)
+            # the export thread wakes when a batch waits: two waiting means it is behind
+            self.behind = min(2 * batch_size, self.queue_size // 2)
         except otel_sdk.MissingInternal as exc:
             self.enqueue = None
             _log.warning("otelprod: log records are translated in the calling thread (%s)", exc)
@@ -284,21 +314,23 @@ class LogBridge(logging.Handler):
     Attach it to any logger (``Pipeline.log_handler`` is on the root logger).
     It takes no lock and does no I/O in the caller; ``flush()`` does nothing
     (``Pipeline.shutdown`` flushes the provider, in the caller's thread).
-    After :meth:`stop`, records are counted in ``dropped`` and not sent.
+    ``dropped`` counts the records it took that will not be exported: those
+    handled after :meth:`stop`, and one for each the full export queue
+    dropped to take a newer one (also counted in ``otelprod.export.dropped``).
     """
 
     def __init__(self, provider: LoggerProvider, level: int = logging.NOTSET) -> None:
         super().__init__(level)
         self.provider = provider
-        self.dropped = 0  # records handled after stop()
+        self.dropped = 0
         self._stopped = False
         self._plumbing: dict[str, bool] = {}
         self._loggers: dict[str, Any] = {}
-        translator = getattr(provider, "translator", None)
-        self._translator = translator if isinstance(translator, Translator) else Translator(
-            lambda: provider.resource, LogRecordLimits())
+        self._ours = provider if isinstance(provider, BridgeLoggerProvider) else None
+        self._translator = provider.translator if isinstance(provider, BridgeLoggerProvider) \
+            else Translator(lambda: provider.resource, LogRecordLimits())
         # our provider scrubs in its chain; another tool's does not
-        self._scrub_in_chain = isinstance(provider, BridgeLoggerProvider)
+        self._scrub_in_chain = self._ours is not None
 
     def handle(self, record: logging.LogRecord) -> Any:
         # No handler lock: nothing here needs one, and it would serialise every thread.
@@ -321,14 +353,31 @@ class LogBridge(logging.Handler):
             self.dropped += 1
             return
         try:
-            body = self.format(record) if self.formatter is not None else record.getMessage()
+            msg = record.msg
+            if self.formatter is not None:
+                body = self.format(record)
+            elif type(msg) is ScrubbedText and not record.args:
+                body = msg  # a structured logger's: scrubbed already, and its type says so
+            else:
+                body = record.getMessage()
             captured = (record.__dict__.copy(), body, get_current(), context_fields(),
                         time_ns())
-            enqueue = getattr(self.provider, "enqueue", None)
-            if enqueue is not None:
-                enqueue(captured)
-            else:
+            provider = self._ours
+            if provider is None or provider.enqueue is None:
                 self._emit_through_chain(captured)
+                return
+            enqueue = provider.enqueue
+            backlog = provider.backlog()
+            if backlog < provider.behind:
+                enqueue(captured)
+                return
+            # The export thread is behind (it competes for the GIL with every
+            # logging thread): the caller translates its own record, leaving
+            # that thread only the encoding and the sending.
+            if backlog >= provider.queue_size:  # the queue drops its oldest to take this one
+                self.dropped += 1
+                record_drop(semconv.Signal.LOGS, 1)
+            enqueue(self._translator.readable(captured))
         except Exception:
             self.handleError(record)
 
