@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import io
 import json
 import logging
@@ -211,6 +212,39 @@ def test_levels_args_exceptions_and_odd_fields(json_lines: Any) -> None:
     assert error["exception"]["type"] == "KeyError"
     assert "Traceback" in error["exception"]["stacktrace"]
     assert entries[2]["extra"] == {"via_extra": True}
+
+
+def test_records_point_at_the_callers_line() -> None:
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    logger = ObservabilitySystem("S").get_logger("where")
+    logger.logger.addHandler(keep := Keep())
+    logger.logger.setLevel(logging.DEBUG)
+
+    def helper() -> None:
+        logger.warning("via a helper", stacklevel=2)
+
+    try:
+        first = inspect.currentframe().f_lineno + 1  # type: ignore[union-attr]
+        logger.info("info")
+        logger.log(logging.INFO, "log")
+        logger.bind(k=1).error("bound")
+        try:
+            raise ValueError("x")
+        except ValueError:
+            logger.exception("exception")
+        helper()
+    finally:
+        logger.logger.removeHandler(keep)
+    here = test_records_point_at_the_callers_line.__name__
+    assert [(r.funcName, r.lineno) for r in seen] == [
+        (here, first), (here, first + 1), (here, first + 2), (here, first + 6),
+        (here, first + 7)]
+    assert {r.filename for r in seen} == {Path(__file__).name}
 
 
 def test_plain_stdlib_loggers_get_json_lines_with_context(json_lines: Any) -> None:

@@ -149,7 +149,9 @@ class JsonQueueHandler(logging.handlers.QueueHandler):
 
     The caller takes no handler lock, formats nothing and waits for no I/O.
     ``targets`` are the output handlers. With a formatter other than a
-    :class:`JsonFormatter` set, lines are formatted in the caller.
+    :class:`JsonFormatter` set, or while the writer is behind (a quarter of
+    ``queue_size`` waiting), lines are formatted in the caller. A full queue
+    drops the line and counts it in ``dropped``.
     """
 
     def __init__(self, targets: list[logging.Handler], queue_size: int,
@@ -206,12 +208,19 @@ class JsonQueueHandler(logging.handlers.QueueHandler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            if self._listener is None:  # after shutdown: synchronously
+            listener = self._listener
+            if listener is None:  # after shutdown: synchronously
                 self._write_now(self.format(record))
-            elif self.queue.qsize() + self._listener.in_flight >= self.queue_size:
-                self.dropped += 1  # never block the application on slow output
-            else:
+                return
+            depth = self.queue.qsize() + listener.in_flight
+            if depth < self.queue_size // 4:
                 self.queue.put_nowait(self.prepare(record))
+            elif depth < self.queue_size:
+                # The writer is behind (it competes for the GIL with every logging
+                # thread): the caller formats its line, leaving it only the writing.
+                self.queue.put_nowait(self.format(record))
+            else:
+                self.dropped += 1  # never block the application on slow output
         except Exception:
             self.handleError(record)
 
