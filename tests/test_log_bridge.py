@@ -283,18 +283,17 @@ def test_on_another_tools_provider_records_are_scrubbed_and_emitted_through_it()
         side.close()
 
 
-def test_a_record_that_cannot_be_translated_is_counted_and_the_others_go_out() -> None:
+def test_a_record_that_cannot_be_translated_is_said_and_the_others_go_out(
+        caplog: pytest.LogCaptureFixture) -> None:
     side = ours("odd.app")
-
-    class Unprintable:
-        def __str__(self) -> str:
-            raise RuntimeError("no")
-
     try:
         side.logger.warning("fine one")
-        side.logger.warning("odd one", exc_info=(ValueError, Unprintable(), None))
+        side.handler.handle(logging.makeLogRecord(  # a level the severity map cannot take
+            {"name": "odd.app", "msg": "odd one", "levelno": "high", "levelname": "HIGH"}))
         side.logger.warning("fine two")
-        assert [r.body for r in side.records()] == ["fine one", "fine two"]
+        with caplog.at_level(logging.WARNING, logger="otelprod._pipeline.log_bridge"):
+            assert [r.body for r in side.records()] == ["fine one", "fine two"]
+        assert "1 log records could not be translated and were dropped" in caplog.text
     finally:
         side.close()
 

@@ -94,8 +94,9 @@ _CACHE_BOUND = 4096  # logger names and levels may be unbounded: the caches are 
 DEFAULT_QUEUE_SIZE = 16_384
 
 #: What the caller's thread hands over: the record's attributes, the message,
-#: the OTel context, the set_context() fields and the observed time (ns).
-Captured = tuple[dict[str, Any], str, Context, Mapping[str, Any], int]
+#: the OTel context, the set_context() fields, the exception's attributes (formatted
+#: in the caller, so the traceback's frames are not kept alive) and the time (ns).
+Captured = tuple[dict[str, Any], str, Context, Mapping[str, Any], dict[str, Any] | None, int]
 
 
 def is_plumbing(name: str) -> bool:
@@ -145,16 +146,15 @@ class Translator:
         carries a scrubbed message and fields: only what the record did not
         carry (context fields set since, the exception) is scrubbed here.
         """
-        record, body, context, fields, observed = captured
+        record, body, context, fields, exception, observed = captured
         attributes = {k: v for k, v in record.items() if k not in _RESERVED}
         added: dict[str, Any] = {}  # what the record itself does not carry
         for key, value in fields.items():  # set_context() fields
             name = field_name(key)
             if name not in record:
                 added[name] = value
-        exc_info = record.get("exc_info")
-        if exc_info:
-            _add_exception(added, exc_info)
+        if exception:
+            added.update(exception)
         s = self._scrubber
         if type(body) is ScrubbedText:
             body = str(body)
@@ -203,7 +203,9 @@ class Translator:
                                  instrumentation_scope=scope, limits=limits)
 
 
-def _add_exception(attributes: dict[str, Any], exc_info: Any) -> None:
+def exception_attributes(exc_info: Any) -> dict[str, Any]:
+    """``exception.*`` of a record's ``exc_info``, as the contrib handler sets them."""
+    attributes: dict[str, Any] = {}
     exc_type, value, tb = exc_info
     if exc_type is not None:
         attributes[semconv.EXCEPTION_TYPE] = exc_type.__name__
@@ -212,6 +214,7 @@ def _add_exception(attributes: dict[str, Any], exc_info: Any) -> None:
     if tb is not None:
         attributes[semconv.EXCEPTION_STACKTRACE] = "".join(
             traceback.format_exception(*exc_info))
+    return attributes
 
 
 class BridgeExporter(LogRecordExporter):
@@ -360,7 +363,12 @@ class LogBridge(logging.Handler):
                 body = msg  # a structured logger's: scrubbed already, and its type says so
             else:
                 body = record.getMessage()
-            captured = (record.__dict__.copy(), body, get_current(), context_fields(),
+            attributes = record.__dict__.copy()
+            exception = None
+            if record.exc_info:
+                exception = exception_attributes(record.exc_info)
+                attributes["exc_info"] = None  # formatted: let the traceback go
+            captured = (attributes, body, get_current(), context_fields(), exception,
                         time_ns())
             provider = self._ours
             if provider is None or provider.enqueue is None:
