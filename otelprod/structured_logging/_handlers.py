@@ -53,9 +53,11 @@ def _as_record(line: str) -> logging.LogRecord:
 
 
 #: at most this many queued lines are formatted and written together
-_BATCH = 512
-#: a write is at most this many characters (unless one line is longer)
-_CHUNK_CHARS = 64 * 1024
+_BATCH = 4096
+#: a write is at most this many characters (unless one line is longer). Few, large
+#: writes: each one lets go of the GIL, and while the application's threads are busy
+#: logging, getting it back takes the writer a whole switch interval (5 ms).
+_CHUNK_CHARS = 1024 * 1024
 
 
 _NOTHING = object()
@@ -68,7 +70,7 @@ class _Batch(list[Any]):
 class _Listener(logging.handlers.QueueListener):
     """The stdlib's listener, taking captured records and flush markers off the queue.
 
-    It takes whatever is queued (up to :data:`_BATCH` items), formats the
+    It takes whatever is queued (up to ``batch`` items), formats the
     lines and writes them in one go per output. When the queue runs empty it
     pauses ``interval`` seconds (unless a flush or stop hurries it) before
     waiting for the next line, so a busy application wakes it a few times a
@@ -76,10 +78,11 @@ class _Listener(logging.handlers.QueueListener):
     """
 
     def __init__(self, lines: queue.SimpleQueue[Any], *handlers: logging.Handler,
-                 render: Callable[[Any], str], interval: float) -> None:
+                 render: Callable[[Any], str], interval: float, batch: int = _BATCH) -> None:
         super().__init__(lines, *handlers)
         self.lines = lines
         self.render = render
+        self.batch = batch
         self.interval = interval
         self.hurry = threading.Event()
         self.in_flight = 0  # items taken off the queue and not yet written
@@ -108,7 +111,7 @@ class _Listener(logging.handlers.QueueListener):
             return first
         batch = _Batch((first,))
         take = self.lines.get_nowait
-        while len(batch) < _BATCH:
+        while len(batch) < self.batch:
             try:
                 item = take()
             except queue.Empty:
@@ -171,8 +174,10 @@ class JsonQueueHandler(logging.handlers.QueueHandler):
                         after_in_child=JsonQueueHandler._after_fork_in_child)
 
     def _start_listener(self) -> _Listener:
+        # what the writer holds counts against queue_size: it takes a quarter at most
         listener = _Listener(self.queue, *self.targets, render=self.render,
-                             interval=self.interval)
+                             interval=self.interval,
+                             batch=max(1, min(_BATCH, self.queue_size // 4)))
         listener.start()
         return listener
 
