@@ -85,7 +85,6 @@ class _Listener(logging.handlers.QueueListener):
         self.batch = batch
         self.interval = interval
         self.hurry = threading.Event()
-        self.in_flight = 0  # items taken off the queue and not yet written
         self._pending: Any = _NOTHING  # a marker met while taking a batch: next
         self._stop = stdlib.queue_listener_sentinel(self)
         rotating = [h.maxBytes for h in handlers
@@ -120,7 +119,6 @@ class _Listener(logging.handlers.QueueListener):
                 self._pending = item  # after this batch is written
                 break
             batch.append(item)
-        self.in_flight = len(batch)
         return batch
 
     def handle(self, record: Any) -> None:
@@ -132,19 +130,16 @@ class _Listener(logging.handlers.QueueListener):
                     pass
             record.done.set()
             return
-        try:
-            chunk: list[str] = []
-            size = 0
-            for line in map(self.render, record):
-                if chunk and size + len(line) > self.chunk_chars:
-                    super().handle(_as_record("\n".join(chunk)))
-                    chunk, size = [], 0
-                chunk.append(line)
-                size += len(line) + 1
-            if chunk:
+        chunk: list[str] = []
+        size = 0
+        for line in map(self.render, record):
+            if chunk and size + len(line) > self.chunk_chars:
                 super().handle(_as_record("\n".join(chunk)))
-        finally:
-            self.in_flight = 0
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line) + 1
+        if chunk:
+            super().handle(_as_record("\n".join(chunk)))
 
 
 class JsonQueueHandler(logging.handlers.QueueHandler):
@@ -152,7 +147,7 @@ class JsonQueueHandler(logging.handlers.QueueHandler):
 
     The caller takes no handler lock, formats nothing and waits for no I/O.
     ``targets`` are the output handlers. With a formatter other than a
-    :class:`JsonFormatter` set, or while the writer is behind (a quarter of
+    :class:`JsonFormatter` set, or while the writer is behind (half of
     ``queue_size`` waiting), lines are formatted in the caller. A full queue
     drops the line and counts it in ``dropped``.
     """
@@ -174,7 +169,7 @@ class JsonQueueHandler(logging.handlers.QueueHandler):
                         after_in_child=JsonQueueHandler._after_fork_in_child)
 
     def _start_listener(self) -> _Listener:
-        # what the writer holds counts against queue_size: it takes a quarter at most
+        # besides the queue, the writer holds a quarter of queue_size at most
         listener = _Listener(self.queue, *self.targets, render=self.render,
                              interval=self.interval,
                              batch=max(1, min(_BATCH, self.queue_size // 4)))
@@ -217,8 +212,8 @@ class JsonQueueHandler(logging.handlers.QueueHandler):
             if listener is None:  # after shutdown: synchronously
                 self._write_now(self.format(record))
                 return
-            depth = self.queue.qsize() + listener.in_flight
-            if depth < self.queue_size // 4:
+            depth = self.queue.qsize()
+            if depth < self.queue_size // 2:
                 self.queue.put_nowait(self.prepare(record))
             elif depth < self.queue_size:
                 # The writer is behind (it competes for the GIL with every logging
