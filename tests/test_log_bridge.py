@@ -189,6 +189,25 @@ def test_structured_logger_records_match_too(sides: tuple[Side, Side]) -> None:
     assert failed.attributes["exception.message"] == f"token={REDACTED} leaked"
 
 
+def test_what_a_filter_adds_to_a_structured_record_is_scrubbed_too() -> None:
+    from otelprod.structured_logging import StructuredLogger
+
+    side = ours("filtered.app")
+
+    def add_key(record: logging.LogRecord) -> bool:
+        record.api_key = "k-123456"
+        return True
+
+    side.handler.addFilter(add_key)
+    try:
+        StructuredLogger("filtered.app").warning("hello", password="pw-1", user="bob")
+        [record] = side.records()
+        assert dict(record.attributes) == {"password": REDACTED, "user": "bob",
+                                           "api_key": REDACTED}
+    finally:
+        side.close()
+
+
 def test_each_logger_is_its_own_instrumentation_scope() -> None:
     side = ours("scope.a")
     try:

@@ -6,12 +6,14 @@ must happen there, and leaves the rest to the batch processor's export thread:
 
 * in the caller: the message (``msg % args``, so later changes to the
   arguments do not show), a shallow copy of the record's attributes, the
-  current OTel context (the trace ids) and the ``set_context()`` fields (an
-  immutable snapshot), and the time; the tuple goes straight onto the SDK
-  batch processor's queue;
+  current OTel context (the trace ids), the ``set_context()`` fields (an
+  immutable snapshot), the exception's attributes if any, and the time; the
+  tuple goes straight onto the SDK batch processor's queue;
 * in the export thread, per batch: the translation to SDK log records
-  (attributes, exception, severity, instrumentation scope per logger name,
-  cached), the scrubbing and the OTLP encoding.
+  (attributes, severity, instrumentation scope per logger name, cached), the
+  scrubbing and the OTLP encoding. When that thread falls behind (it
+  competes for the GIL with every logging thread), callers translate their
+  own records until it catches up.
 
 What is exported is what the contrib ``LoggingHandler`` exported (its
 translation, with its defaults: no ``code.*`` attributes), so the bridge
@@ -64,7 +66,7 @@ from otelprod import semconv
 from otelprod._compat import otel_sdk
 from otelprod._pipeline.scrubbing import ScrubbingLogRecordProcessor
 from otelprod._pipeline.status import record_drop
-from otelprod._scrub import Scrubber, scrubber
+from otelprod._scrub import REDACTED, Scrubber, scrubber
 from otelprod.structured_logging._context import current as context_fields
 from otelprod.structured_logging._context import field_name
 from otelprod.structured_logging._json import ScrubbedText
@@ -142,29 +144,26 @@ class Translator:
     def api_record(self, captured: Captured, *, scrub: bool) -> ApiLogRecord:
         """The API ``LogRecord`` of ``captured`` (its attributes a plain dict).
 
-        A structured logger's record (its message a :class:`ScrubbedText`)
-        carries a scrubbed message and fields: only what the record did not
-        carry (context fields set since, the exception) is scrubbed here.
+        A structured logger's message (a :class:`ScrubbedText`) is scrubbed
+        already, and so are its fields: values it redacted do not make the
+        attributes look unclean (scrubbing them again would change nothing).
         """
         record, body, context, fields, exception, observed = captured
         attributes = {k: v for k, v in record.items() if k not in _RESERVED}
-        added: dict[str, Any] = {}  # what the record itself does not carry
-        for key, value in fields.items():  # set_context() fields
-            name = field_name(key)
-            if name not in record:
-                added[name] = value
+        added = {name: value for name, value in  # set_context() fields the record lacks
+                 ((field_name(key), value) for key, value in fields.items())
+                 if name not in record}
         if exception:
             added.update(exception)
-        s = self._scrubber
+        if added:
+            attributes.update(added)
         if type(body) is ScrubbedText:
             body = str(body)
         elif scrub:
-            body = s.scrub(body)
-            if attributes and not s.is_clean(attributes):
-                attributes = s.scrub_mapping(attributes)
-        if added:
-            attributes.update(s.scrub_mapping(added) if scrub and not s.is_clean(added)
-                              else added)
+            body = self._scrubber.scrub(body)
+        if scrub and attributes and not self._scrubber.is_clean(
+                {k: v for k, v in attributes.items() if v != REDACTED}):
+            attributes = self._scrubber.scrub_mapping(attributes)
         event_name = attributes.pop(_EVENT_NAME, None)
         deprecated_event_name = attributes.pop(_DEPRECATED_EVENT_NAME, None)
         if event_name is None:
