@@ -247,6 +247,19 @@ def test_records_point_at_the_callers_line() -> None:
     assert {r.filename for r in seen} == {Path(__file__).name}
 
 
+def test_what_a_filter_adds_to_a_structured_record_is_scrubbed(json_lines: Any) -> None:
+    handler = json_lines.setup()
+
+    def add_key(record: logging.LogRecord) -> bool:
+        record.api_key = "k-123456"
+        return True
+
+    handler.addFilter(add_key)
+    ObservabilitySystem("S").get_logger("f").info("hi", password="pw-1", user="bob")
+    [entry] = json_lines()
+    assert entry["extra"] == {"password": "[REDACTED]", "user": "bob", "api_key": "[REDACTED]"}
+
+
 def test_plain_stdlib_loggers_get_json_lines_with_context(json_lines: Any) -> None:
     json_lines.setup()
     set_context(request_id="r-1")

@@ -134,8 +134,13 @@ class JsonFormatter(logging.Formatter):
         if self._scrub and type(record.get("msg")) is ScrubbedText \
                 and not record.get("args"):
             # a structured logger's record: message and fields are scrubbed already
+            # (what a filter may have added since is checked: redacted values count as clean)
             if "exception" in entry:
                 entry["exception"] = scrubber.scrub(entry["exception"])
+            extra = entry.get("extra")
+            if extra and not scrubber.is_clean({k: v for k, v in extra.items()
+                                                if v != REDACTED}):
+                entry["extra"] = scrubber.scrub_mapping(extra)
             for key in entry:
                 if key not in _OURS and key in context and key not in record:
                     entry[key] = scrubber.scrub(entry[key])
