@@ -65,6 +65,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from otelprod import semconv
 from otelprod._compat import otel_sdk
 from otelprod._pipeline.scrubbing import ScrubbingLogRecordProcessor
+from otelprod._pipeline.settings import Settings
 from otelprod._pipeline.status import record_drop
 from otelprod._scrub import REDACTED, Scrubber, scrubber
 from otelprod.structured_logging._context import current as context_fields
@@ -417,12 +418,14 @@ class LogBridge(logging.Handler):
         return f"<{type(self).__name__} ({level}) -> {type(self.provider).__name__}>"
 
 
-def bridge_logging(provider: LoggerProvider, level: str,
+def bridge_logging(provider: LoggerProvider, level: str | Settings,
                    lower_root_level: bool = True) -> LogBridge:
-    """Put a :class:`LogBridge` to ``provider`` on the root logger, at ``level``."""
+    """Put a :class:`LogBridge` to ``provider`` on the root logger, at ``level``
+    (a level name, or the settings' ``log_level``)."""
     handler = LogBridge(provider)
     root = logging.getLogger()
-    numeric = logging.getLevelName(level.upper())
+    name = level.log_level if isinstance(level, Settings) else level
+    numeric = logging.getLevelName(name.upper())
     if isinstance(numeric, int):
         handler.setLevel(numeric)
         # Lower the root level only when nothing else handles records, so an

@@ -174,7 +174,7 @@ def install(settings: Settings, resource: Resource) -> Pipeline:
     if any(theirs.values()):
         _log.info("otelprod: reusing the SDK providers already installed for %s",
                   ", ".join(s for s in semconv.Signal.ALL if s not in pipeline.owned))
-    pipeline.log_handler = bridge_logging(pipeline.logger_provider, settings.log_level)
+    pipeline.log_handler = bridge_logging(pipeline.logger_provider, settings)
     bridge = pipeline.log_handler
     pipeline.stderr_handler = stderr.install(ours=lambda handler: handler is bridge)
     return pipeline
