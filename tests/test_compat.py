@@ -138,6 +138,31 @@ def test_reset_metric_state_keeps_instruments_and_forgets_counts() -> None:
     assert points == [1]
 
 
+def test_the_batch_log_processor_queue_reaches_its_exporter() -> None:
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+    class Collect(InMemoryLogRecordExporter):
+        def export(self, batch):  # type: ignore[no-untyped-def]
+            self.items = [*getattr(self, "items", []), *batch]
+            return super().export([])
+
+    exporter = Collect()
+    processor = BatchLogRecordProcessor(exporter, max_queue_size=100, max_export_batch_size=10,
+                                        schedule_delay_millis=60_000)
+    enqueue = otel_sdk.batch_emitter(processor)
+    backlog, queue_size, batch_size = otel_sdk.batch_backlog(processor)
+    assert (backlog(), queue_size, batch_size) == (0, 100, 10)
+    enqueue(("a", "captured", "item"))
+    assert backlog() == 1
+    assert processor.force_flush(5_000)
+    assert backlog() == 0
+    processor.shutdown()
+    assert exporter.items == [("a", "captured", "item")]
+    for accessor in (otel_sdk.batch_emitter, otel_sdk.batch_backlog):
+        with pytest.raises(otel_sdk.MissingInternal, match="'_batch_processor'"):
+            accessor(object())
+
+
 # --- opentelemetry-api -------------------------------------------------------------------------
 def test_the_current_span_key_finds_the_current_span() -> None:
     key = otel_api.current_span_key()
@@ -188,3 +213,15 @@ def test_contribs_instrument_app_marks_the_app(framework: str) -> None:
     assert otel_instrumentation.app_instrumented(app), (
         f"contrib's {framework} instrument_app no longer sets _is_instrumented_by_opentelemetry "
         "on the app, which otelprod reads (otelprod/_compat/otel_instrumentation.py)")
+
+
+def test_queue_listener_stops_on_its_sentinel() -> None:
+    import logging.handlers
+    import queue
+
+    lines: queue.SimpleQueue[object] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(lines)
+    listener.enqueue_sentinel()
+    assert lines.get_nowait() is stdlib.queue_listener_sentinel(listener)
+    with pytest.raises(AttributeError, match="'_sentinel'"):
+        stdlib.queue_listener_sentinel(object())  # type: ignore[arg-type]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import io
 import json
 import logging
@@ -213,6 +214,52 @@ def test_levels_args_exceptions_and_odd_fields(json_lines: Any) -> None:
     assert entries[2]["extra"] == {"via_extra": True}
 
 
+def test_records_point_at_the_callers_line() -> None:
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    logger = ObservabilitySystem("S").get_logger("where")
+    logger.logger.addHandler(keep := Keep())
+    logger.logger.setLevel(logging.DEBUG)
+
+    def helper() -> None:
+        logger.warning("via a helper", stacklevel=2)
+
+    try:
+        first = inspect.currentframe().f_lineno + 1  # type: ignore[union-attr]
+        logger.info("info")
+        logger.log(logging.INFO, "log")
+        logger.bind(k=1).error("bound")
+        try:
+            raise ValueError("x")
+        except ValueError:
+            logger.exception("exception")
+        helper()
+    finally:
+        logger.logger.removeHandler(keep)
+    here = test_records_point_at_the_callers_line.__name__
+    assert [(r.funcName, r.lineno) for r in seen] == [
+        (here, first), (here, first + 1), (here, first + 2), (here, first + 6),
+        (here, first + 7)]
+    assert {r.filename for r in seen} == {Path(__file__).name}
+
+
+def test_what_a_filter_adds_to_a_structured_record_is_scrubbed(json_lines: Any) -> None:
+    handler = json_lines.setup()
+
+    def add_key(record: logging.LogRecord) -> bool:
+        record.api_key = "k-123456"
+        return True
+
+    handler.addFilter(add_key)
+    ObservabilitySystem("S").get_logger("f").info("hi", password="pw-1", user="bob")
+    [entry] = json_lines()
+    assert entry["extra"] == {"password": "[REDACTED]", "user": "bob", "api_key": "[REDACTED]"}
+
+
 def test_plain_stdlib_loggers_get_json_lines_with_context(json_lines: Any) -> None:
     json_lines.setup()
     set_context(request_id="r-1")
@@ -308,13 +355,33 @@ def test_clear_and_bound_context() -> None:
     assert logger.bind(k="v").get_context() == {"k": "v"}
 
 
+def test_context_filter_puts_the_context_on_any_handlers_records() -> None:
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    handler = Keep()
+    handler.addFilter(ContextFilter())
+    logger = logging.getLogger("ctxfilter")
+    logger.addHandler(handler)
+    try:
+        set_context(request_id="r-7", name="clash")
+        logger.warning("x", extra={"request_id": "own"})
+    finally:
+        logger.removeHandler(handler)
+    [record] = seen
+    assert record.request_id == "own"  # the record's own value wins
+    assert record.name_ == "clash" and record.name == "ctxfilter"  # never clobbers the record
+
+
 # --- the OpenTelemetry bridge ---------------------------------------------------------
 @pytest.fixture
 def otel_bridge() -> Iterator[logging.Handler]:
-    from opentelemetry.instrumentation.logging.handler import LoggingHandler
+    from otelprod._pipeline.log_bridge import LogBridge
 
-    handler = LoggingHandler(logger_provider=_logs.get_logger_provider())
-    handler.addFilter(ContextFilter())
+    handler = LogBridge(_logs.get_logger_provider())  # type: ignore[arg-type]
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.INFO)

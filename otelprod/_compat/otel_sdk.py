@@ -20,6 +20,15 @@ attribute. What the SDK offers publicly is used instead wherever it exists.
   aggregation the real OTLP exporter prefers (resolved from
   ``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE``); the SDK keeps them
   in private attributes.
+* **The log bridge's shortcut.** The bridge puts the records it captured in
+  the caller's thread straight onto the ``BatchLogRecordProcessor``'s queue
+  (its private ``_batch_processor``), so the translation to SDK records
+  happens in the export thread; the processor's public ``on_emit`` takes
+  only records already built. The bridge reads how full that queue is
+  (``_queue``, ``_max_queue_size``, ``_max_export_batch_size``): when the
+  export thread falls behind, the
+  callers translate their records themselves, and a record the queue drops
+  is counted.
 * **After a fork.** The SDK renews ``service.instance.id`` in a forked child
   but not ``process.pid`` (only the opt-in process detector is re-run), and
   a child must not re-export the parent's counts: the providers'
@@ -35,7 +44,7 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -120,6 +129,30 @@ def encode_logs(batch: Sequence[Any]) -> Any:
 
     encode = _get(_log_encoder, "encode_logs", "to encode log records for the spool")
     return encode(batch)
+
+
+# --- the log bridge --------------------------------------------------------------------------
+def batch_emitter(processor: object) -> Callable[[Any], None]:
+    """The function that queues one item on a ``BatchLogRecordProcessor``'s batch queue.
+
+    Its worker thread hands the queued items, in batches, to the processor's
+    exporter; fork, flush and shutdown are the processor's own.
+    """
+    purpose = "to queue the log bridge's records for the export thread"
+    emit: Callable[[Any], None] = _get(_get(processor, "_batch_processor", purpose), "emit",
+                                       purpose)
+    return emit
+
+
+def batch_backlog(processor: object) -> tuple[Callable[[], int], int, int]:
+    """How many items wait on a ``BatchLogRecordProcessor``'s queue (a function), how
+    many it holds at most (beyond that it drops the oldest), and how many it exports
+    at once (its export thread is woken when that many wait)."""
+    purpose = "to see how far the log export thread is behind"
+    batch = _get(processor, "_batch_processor", purpose)
+    length: Callable[[], int] = _get(batch, "_queue", purpose).__len__
+    return (length, int(_get(batch, "_max_queue_size", purpose)),
+            int(_get(batch, "_max_export_batch_size", purpose)))
 
 
 # --- metric exporters ------------------------------------------------------------------------

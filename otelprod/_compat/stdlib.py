@@ -1,5 +1,10 @@
 """Standard-library implementation details otelprod relies on (see ``otelprod/_compat``).
 
+* ``logging.handlers.QueueListener`` stops its thread when it dequeues the
+  object in its private ``_sentinel`` (what ``enqueue_sentinel()`` queues).
+  The JSON writer takes several queued lines at a time, so it must know the
+  sentinel to hand it back alone.
+
 * ``itertools.count``'s repr is ``count(N)``, N being how many times
   ``next()`` was called. The resilience wrappers count calls with one
   ``next()`` on a count per attribute set (one atomic C call, no lock, about
@@ -10,6 +15,8 @@
 from __future__ import annotations
 
 import itertools
+import logging.handlers
+from typing import Any
 
 
 def count_value(counter: itertools.count[int]) -> int:
@@ -19,3 +26,13 @@ def count_value(counter: itertools.count[int]) -> int:
         raise ValueError(f"itertools.count's repr is {text!r}, not 'count(N)': otelprod reads "
                          "call counts from it (see otelprod/_compat/stdlib.py)")
     return int(text[6:-1])
+
+
+def queue_listener_sentinel(listener: logging.handlers.QueueListener) -> Any:
+    """The object that stops ``listener``'s thread when dequeued."""
+    try:
+        return listener._sentinel  # type: ignore[attr-defined]
+    except AttributeError:
+        raise AttributeError(
+            "logging.handlers.QueueListener has no attribute '_sentinel', which otelprod's "
+            "JSON writer uses to stop its thread (see otelprod/_compat/stdlib.py)") from None

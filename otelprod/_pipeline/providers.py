@@ -3,7 +3,8 @@
 :func:`install` builds a provider per signal with its processors and views
 (or reuses the SDK providers another tool installed), behind the scrubbing
 processors, exporting OTLP through the fork-safe spooling exporters or to the
-terminal, and bridges stdlib ``logging`` to the logger provider.
+terminal, and bridges stdlib ``logging`` to the logger provider
+(``log_bridge``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from opentelemetry import _logs, metrics, trace
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
+from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.metrics import Histogram, MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
@@ -29,21 +30,13 @@ from opentelemetry.sdk.trace.sampling import DEFAULT_ON, ParentBasedTraceIdRatio
 from otelprod import semconv
 from otelprod._pipeline import stderr
 from otelprod._pipeline.exporters import Exporters, build_otlp_exporters
-from otelprod._pipeline.scrubbing import (
-    ScrubbingLogRecordProcessor,
-    ScrubbingMetricExporter,
-    ScrubbingSpanExporter,
-)
+from otelprod._pipeline.log_bridge import BridgeLoggerProvider, LogBridge, bridge_logging
+from otelprod._pipeline.scrubbing import ScrubbingMetricExporter, ScrubbingSpanExporter
 from otelprod._pipeline.settings import Settings
 from otelprod._pipeline.status import ExportStatus, prime_export_metrics
 from otelprod._scrub._logfilter import scrub_library_logs
 
 _log = logging.getLogger("otelprod.bootstrap")
-
-#: Loggers whose records never go to the OTel log bridge: the export path's own
-#: chatter would otherwise feed itself (a failing export logs, the log is
-#: exported, that export fails and logs again).
-_PLUMBING_LOGGERS = ("opentelemetry", "grpc", "urllib3", "requests", "otelprod._pipeline")
 
 
 class PipelineMode(str, enum.Enum):
@@ -66,7 +59,7 @@ class Pipeline:
     meter_provider: MeterProvider | None = None
     logger_provider: LoggerProvider | None = None
     exporters: Exporters | None = None
-    log_handler: logging.Handler | None = None
+    log_handler: LogBridge | None = None  # a logging.Handler; attach it to any logger
     stderr_handler: stderr.PersonHandler | None = None  # otelprod's warnings for a person
     owned: list[str] = field(default_factory=list)  # signals whose providers we installed
 
@@ -91,6 +84,7 @@ class Pipeline:
             self.exporters.set_deadline(deadline)
         if self.log_handler is not None:
             logging.getLogger().removeHandler(self.log_handler)
+            self.log_handler.stop()  # where else it is attached, later records are counted
         providers: dict[str, Any] = {"traces": self.tracer_provider,
                                      "metrics": self.meter_provider,
                                      "logs": self.logger_provider}
@@ -187,9 +181,7 @@ def install(settings: Settings, resource: Resource) -> Pipeline:
     if isinstance(logger_provider, LoggerProvider):
         pipeline.logger_provider = logger_provider
     else:
-        lp = LoggerProvider(resource=resource, shutdown_on_exit=False)
-        lp.add_log_record_processor(ScrubbingLogRecordProcessor())
-        lp.add_log_record_processor(BatchLogRecordProcessor(log_exporter))
+        lp = BridgeLoggerProvider(resource, log_exporter)  # scrubbing, then batching
         _logs.set_logger_provider(lp)
         pipeline.logger_provider = lp
         pipeline.owned.append("logs")
@@ -203,37 +195,6 @@ def install(settings: Settings, resource: Resource) -> Pipeline:
     bridge = pipeline.log_handler
     pipeline.stderr_handler = stderr.install(ours=lambda handler: handler is bridge)
     return pipeline
-
-
-def _is_plumbing(record: logging.LogRecord) -> bool:
-    return record.name.startswith(_PLUMBING_LOGGERS)
-
-
-def bridge_logging(logger_provider: LoggerProvider, settings: Settings) -> logging.Handler:
-    """Send stdlib ``logging`` records to the OTel logger provider, with trace context."""
-    from opentelemetry.instrumentation.logging.handler import LoggingHandler
-
-    from otelprod.structured_logging import ContextFilter
-
-    class BridgeHandler(LoggingHandler):
-        def flush(self) -> None:
-            """Nothing to do: shutdown() flushes the provider. (The contrib handler's
-            flush starts a thread, which Python 3.12+ refuses at exit, when
-            ``logging.shutdown`` flushes every handler.)"""
-
-    handler = BridgeHandler(logger_provider=logger_provider)
-    handler.addFilter(lambda record: not _is_plumbing(record))
-    handler.addFilter(ContextFilter())  # set_context() fields reach plain logging records too
-    root = logging.getLogger()
-    level = logging.getLevelName(settings.log_level.upper())
-    if isinstance(level, int):
-        handler.setLevel(level)
-        # Lower the root level only when nothing else handles records, so an
-        # application's own handlers never start printing what they did not.
-        if not root.handlers and root.level > level:
-            root.setLevel(level)
-    root.addHandler(handler)
-    return handler
 
 
 def _flush_then_stop(provider: Any, deadline: float) -> bool:

@@ -68,9 +68,10 @@ def bound_context(**fields: Any) -> Iterator[None]:
 class ContextFilter(logging.Filter):
     """Copies the context onto records of any stdlib logger.
 
-    Add it to a handler (e.g. the OpenTelemetry bridge) so records from
-    plain ``logging.getLogger()`` loggers carry the context fields as
-    attributes too; records from :func:`get_logger` loggers already do.
+    Add it to a handler of your own so records from plain
+    ``logging.getLogger()`` loggers carry the context fields as attributes
+    too; records from :func:`get_logger` loggers already do. (otelprod's
+    OTLP bridge and JSON lines take the context themselves.)
     """
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -1,10 +1,12 @@
-"""Non-blocking JSON output: format in the caller, write in a background thread.
+"""Non-blocking JSON output: capture in the caller, format and write in a background thread.
 
-The stdlib's own pair does it: a :class:`logging.handlers.QueueHandler` formats
-the line in the caller (so the current span and context are its own) and
-queues it; a :class:`logging.handlers.QueueListener` thread hands it to the
-output handlers (a ``StreamHandler`` for stdout, a ``RotatingFileHandler``
-for the file), which do the slow I/O. A full queue drops the line and counts
+The stdlib's own pair does it: a :class:`logging.handlers.QueueHandler` takes
+in the caller what the line needs from there (the message, the current span
+and context, a copy of the record's attributes: see
+:meth:`JsonFormatter.capture`) and queues it; a
+:class:`logging.handlers.QueueListener` thread formats the JSON line and hands
+it to the output handlers (a ``StreamHandler`` for stdout, a
+``RotatingFileHandler`` for the file), which do the slow I/O. A full queue drops the line and counts
 it rather than blocking the application. :func:`flush_logging` waits until
 every line queued so far is written; at exit (and from ``otelprod.shutdown()``)
 :func:`shutdown_logging` drains the queue within a deadline, and lines logged
@@ -16,16 +18,19 @@ gets a fresh queue and listener thread.
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import logging.handlers
 import os
 import queue
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 from otelprod import _forks
+from otelprod._compat import stdlib
 from otelprod.errors import ConfigurationError
 from otelprod.structured_logging._json import JsonFormatter
 
@@ -47,22 +52,50 @@ def _as_record(line: str) -> logging.LogRecord:
     return logging.makeLogRecord({"msg": line})
 
 
-class _Listener(logging.handlers.QueueListener):
-    """The stdlib's listener, taking formatted lines and flush markers off the queue.
+#: at most this many queued lines are formatted and written together
+_BATCH = 4096
+#: a write is at most this many characters (unless one line is longer). Few, large
+#: writes: each one lets go of the GIL, and while the application's threads are busy
+#: logging, getting it back takes the writer a whole switch interval (5 ms).
+_CHUNK_CHARS = 1024 * 1024
 
-    When the queue runs empty it pauses ``interval`` seconds (unless a flush
-    or stop hurries it) before waiting for the next line, so a busy
-    application wakes it a few times a second instead of once per line.
+
+_NOTHING = object()
+
+
+class _Batch(list[Any]):
+    """Queued items the listener took off the queue together."""
+
+
+class _Listener(logging.handlers.QueueListener):
+    """The stdlib's listener, taking captured records and flush markers off the queue.
+
+    It takes whatever is queued (up to ``batch`` items), formats the
+    lines and writes them in one go per output. When the queue runs empty it
+    pauses ``interval`` seconds (unless a flush or stop hurries it) before
+    waiting for the next line, so a busy application wakes it a few times a
+    second instead of once per line.
     """
 
     def __init__(self, lines: queue.SimpleQueue[Any], *handlers: logging.Handler,
-                 interval: float) -> None:
+                 render: Callable[[Any], str], interval: float, batch: int = _BATCH) -> None:
         super().__init__(lines, *handlers)
         self.lines = lines
+        self.render = render
+        self.batch = batch
         self.interval = interval
         self.hurry = threading.Event()
+        self._pending: Any = _NOTHING  # a marker met while taking a batch: next
+        self._stop = stdlib.queue_listener_sentinel(self)
+        rotating = [h.maxBytes for h in handlers
+                    if isinstance(h, logging.handlers.RotatingFileHandler) and h.maxBytes > 0]
+        # a file rolls over before a write that would pass maxBytes: keep writes well under
+        self.chunk_chars = min([_CHUNK_CHARS, *(m // 2 for m in rotating)])
 
-    def dequeue(self, block: bool) -> Any:
+    def _next(self, block: bool) -> Any:
+        pending, self._pending = self._pending, _NOTHING
+        if pending is not _NOTHING:
+            return pending
         try:
             return self.lines.get_nowait()
         except queue.Empty:
@@ -70,6 +103,23 @@ class _Listener(logging.handlers.QueueListener):
         if self.hurry.wait(self.interval):
             self.hurry.clear()
         return self.lines.get(block)
+
+    def dequeue(self, block: bool) -> Any:
+        first = self._next(block)
+        if first is self._stop or isinstance(first, _Flush):
+            return first
+        batch = _Batch((first,))
+        take = self.lines.get_nowait
+        while len(batch) < self.batch:
+            try:
+                item = take()
+            except queue.Empty:
+                break
+            if item is self._stop or isinstance(item, _Flush):
+                self._pending = item  # after this batch is written
+                break
+            batch.append(item)
+        return batch
 
     def handle(self, record: Any) -> None:
         if isinstance(record, _Flush):
@@ -80,21 +130,34 @@ class _Listener(logging.handlers.QueueListener):
                     pass
             record.done.set()
             return
-        super().handle(_as_record(record))
+        chunk: list[str] = []
+        size = 0
+        for line in map(self.render, record):
+            if chunk and size + len(line) > self.chunk_chars:
+                super().handle(_as_record("\n".join(chunk)))
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line) + 1
+        if chunk:
+            super().handle(_as_record("\n".join(chunk)))
 
 
 class JsonQueueHandler(logging.handlers.QueueHandler):
-    """Formats records as JSON lines in the caller and queues them for the listener.
+    """Queues what a JSON line needs from the caller; the listener formats and writes it.
 
-    Queueing is the caller's only cost beyond formatting: no handler lock is
-    taken, no I/O is waited for. ``targets`` are the output handlers.
+    The caller takes no handler lock, formats nothing and waits for no I/O.
+    ``targets`` are the output handlers. With a formatter other than a
+    :class:`JsonFormatter` set, or while the writer is behind (half of
+    ``queue_size`` waiting), lines are formatted in the caller. A full queue
+    drops the line and counts it in ``dropped``.
     """
 
     def __init__(self, targets: list[logging.Handler], queue_size: int,
                  interval: float = DEFAULT_INTERVAL) -> None:
         self.queue: queue.SimpleQueue[Any]
         super().__init__(queue.SimpleQueue())
-        self.setFormatter(JsonFormatter())
+        self._json = JsonFormatter()
+        self.setFormatter(self._json)
         self.targets = targets
         self.queue_size = queue_size
         self.interval = interval
@@ -106,13 +169,16 @@ class JsonQueueHandler(logging.handlers.QueueHandler):
                         after_in_child=JsonQueueHandler._after_fork_in_child)
 
     def _start_listener(self) -> _Listener:
-        listener = _Listener(self.queue, *self.targets, interval=self.interval)
+        # besides the queue, the writer holds a quarter of queue_size at most
+        listener = _Listener(self.queue, *self.targets, render=self.render,
+                             interval=self.interval,
+                             batch=max(1, min(_BATCH, self.queue_size // 4)))
         listener.start()
         return listener
 
     def handle(self, record: logging.LogRecord) -> Any:
         # No handler lock: the queue is thread-safe and formatting is reentrant.
-        rv = self.filter(record)
+        rv = self.filter(record) if self.filters else True
         if isinstance(rv, logging.LogRecord):
             record = rv
         if rv:
@@ -120,17 +186,41 @@ class JsonQueueHandler(logging.handlers.QueueHandler):
         return rv
 
     def prepare(self, record: logging.LogRecord) -> Any:
-        return self.format(record)  # the JSON line: all the listener needs
+        formatter = self.formatter
+        if type(formatter) is JsonFormatter:
+            return formatter.capture(record)  # the listener formats it
+        return self.format(record)  # another formatter: the line itself
+
+    def render(self, item: Any) -> str:
+        """The line of a queued item (in the listener's thread); never raises."""
+        if type(item) is str:
+            return item
+        formatter = self.formatter
+        if not isinstance(formatter, JsonFormatter):  # replaced since the capture
+            formatter = self._json
+        try:
+            return formatter.format_captured(item)
+        except Exception:  # the listener thread must live on: say what could not be written
+            record = item[0]
+            return json.dumps({"timestamp": None, "level": record.get("levelname"),
+                               "message": "otelprod: this log line could not be formatted",
+                               "logger": record.get("name")})
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line = self.prepare(record)
-            if self._listener is None:  # after shutdown: synchronously
-                self._write_now(line)
-            elif self.queue.qsize() >= self.queue_size:
-                self.dropped += 1  # never block the application on slow output
+            listener = self._listener
+            if listener is None:  # after shutdown: synchronously
+                self._write_now(self.format(record))
+                return
+            depth = self.queue.qsize()
+            if depth < self.queue_size // 2:
+                self.queue.put_nowait(self.prepare(record))
+            elif depth < self.queue_size:
+                # The writer is behind (it competes for the GIL with every logging
+                # thread): the caller formats its line, leaving it only the writing.
+                self.queue.put_nowait(self.format(record))
             else:
-                self.queue.put_nowait(line)
+                self.dropped += 1  # never block the application on slow output
         except Exception:
             self.handleError(record)
 

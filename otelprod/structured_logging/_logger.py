@@ -12,9 +12,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from otelprod._scrub import scrubber
+from otelprod._scrub import REDACTED, scrubber
 from otelprod.structured_logging import _context
-from otelprod.structured_logging._context import field_name
+from otelprod.structured_logging._context import RESERVED
 from otelprod.structured_logging._json import ScrubbedText
 
 _PRIMITIVES = (str, bool, int, float)
@@ -29,6 +29,36 @@ def _attribute(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _attribute(v) for k, v in value.items()}
     return str(value)
+
+
+def _clean_fields(sources: tuple[Mapping[str, Any], ...]) -> dict[str, Any]:
+    """The record attributes of ``sources`` (later ones win): renamed where they
+    would clobber the record's own, made JSON/OTel-ready by :func:`_attribute`,
+    and scrubbed as :meth:`Scrubber.scrub_mapping` would, in one pass.
+
+    Plain strings and numbers, nearly every field, take the short way: a key
+    decision and a text scrub, both cached by the scrubber.
+    """
+    out: dict[str, Any] = {}
+    sensitive = scrubber.is_sensitive_key
+    scrub_text = scrubber.scrub_text
+    for source in sources:
+        for key, value in source.items():
+            name = str(key)
+            if name in RESERVED:
+                name += "_"
+            kind = type(value)
+            if kind is str:
+                out[name] = REDACTED if value and sensitive(name) else scrub_text(value)
+            elif kind is int or kind is float or kind is bool:
+                out[name] = REDACTED if sensitive(name) else value
+            elif value is None:
+                out[name] = None
+            else:
+                value = _attribute(value)
+                out[name] = REDACTED if value != "" and sensitive(name) \
+                    else scrubber.scrub(value)
+    return out
 
 
 def _render(msg: Any, args: tuple[Any, ...]) -> str | None:
@@ -88,68 +118,66 @@ class StructuredLogger:
             stack_info: bool = False, stacklevel: int = 1,
             extra: Mapping[str, Any] | None = None, **fields: Any) -> None:
         if self.logger.isEnabledFor(level):
-            self._log(level, msg, args, exc_info, stack_info, stacklevel, extra, fields)
+            fields.update(exc_info=exc_info, stack_info=stack_info, stacklevel=stacklevel,
+                          extra=extra)
+            self._log(level, msg, args, fields)
 
     def debug(self, msg: Any, *args: Any, **kwargs: Any) -> None:
         if self.logger.isEnabledFor(logging.DEBUG):
-            self._emit(logging.DEBUG, msg, args, kwargs)
+            self._log(logging.DEBUG, msg, args, kwargs)
 
     def info(self, msg: Any, *args: Any, **kwargs: Any) -> None:
         if self.logger.isEnabledFor(logging.INFO):
-            self._emit(logging.INFO, msg, args, kwargs)
+            self._log(logging.INFO, msg, args, kwargs)
 
     def warning(self, msg: Any, *args: Any, **kwargs: Any) -> None:
         if self.logger.isEnabledFor(logging.WARNING):
-            self._emit(logging.WARNING, msg, args, kwargs)
+            self._log(logging.WARNING, msg, args, kwargs)
 
     warn = warning
 
     def error(self, msg: Any, *args: Any, **kwargs: Any) -> None:
         if self.logger.isEnabledFor(logging.ERROR):
-            self._emit(logging.ERROR, msg, args, kwargs)
+            self._log(logging.ERROR, msg, args, kwargs)
 
     def exception(self, msg: Any, *args: Any, exc_info: Any = True, **kwargs: Any) -> None:
         if self.logger.isEnabledFor(logging.ERROR):
-            self._emit(logging.ERROR, msg, args, {"exc_info": exc_info, **kwargs})
+            kwargs["exc_info"] = exc_info
+            self._log(logging.ERROR, msg, args, kwargs)
 
     def critical(self, msg: Any, *args: Any, **kwargs: Any) -> None:
         if self.logger.isEnabledFor(logging.CRITICAL):
-            self._emit(logging.CRITICAL, msg, args, kwargs)
+            self._log(logging.CRITICAL, msg, args, kwargs)
 
     fatal = critical
 
-    def _emit(self, level: int, msg: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def _log(self, level: int, msg: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Log ``msg % args`` with the fields in ``kwargs`` (the logging keywords of
+        ``Logger.log`` taken out of it). Called by the method the caller called, so
+        ``stacklevel`` counts two frames of ours."""
         exc_info = kwargs.pop("exc_info", None)
         stack_info = kwargs.pop("stack_info", False)
-        stacklevel = kwargs.pop("stacklevel", 1)
+        stacklevel = kwargs.pop("stacklevel", 1) + 2
         extra = kwargs.pop("extra", None)
-        self._log(level, msg, args, exc_info, stack_info, stacklevel + 1, extra, kwargs)
-
-    def _log(self, level: int, msg: Any, args: tuple[Any, ...], exc_info: Any,
-             stack_info: bool, stacklevel: int, extra: Mapping[str, Any] | None,
-             fields: Mapping[str, Any]) -> None:
         context = _context.current()
-        attributes: dict[str, Any] = {}
-        for source in (context, self._bound, extra or {}, fields):
-            for key, value in source.items():
-                attributes[field_name(str(key))] = _attribute(value)
         # Scrub once, here, so that every handler (the OTel bridge, the JSON
         # lines, stdlib's last-resort stderr, the application's own) gets the
         # scrubbed message and fields.
+        attributes = _clean_fields((context, self._bound, extra, kwargs) if extra
+                                   else (context, self._bound, kwargs))
         text = _render(msg, args)
         if text is not None:
             msg, args = ScrubbedText(scrubber.scrub_text(text)), ()
-        attributes = scrubber.scrub_mapping(attributes)
         if self._bound:  # bound fields are context fields for the JSON line
             token = _context._CONTEXT.set({**context, **self._bound})
             try:
                 self.logger.log(level, msg, *args, exc_info=exc_info, stack_info=stack_info,
-                                stacklevel=stacklevel + 2, extra=attributes)
+                                stacklevel=stacklevel, extra=attributes)
             finally:
                 _context._CONTEXT.reset(token)
             return
         self.logger.log(level, msg, *args, exc_info=exc_info, stack_info=stack_info,
-                        stacklevel=stacklevel + 2, extra=attributes)
+                        stacklevel=stacklevel, extra=attributes)
 
     def __repr__(self) -> str:
         return f"<StructuredLogger {self.name} ({logging.getLevelName(self.logger.level)})>"

@@ -43,7 +43,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otelprod import _init
-from otelprod._pipeline.providers import bridge_logging
+from otelprod._pipeline.log_bridge import LogBridge, bridge_logging
 from otelprod._pipeline.scrubbing import ScrubbingLogRecordProcessor, ScrubbingSpanExporter
 from otelprod._pipeline.settings import Settings
 from otelprod.testing._model import CapturedLog, MetricPoint, renumbered
@@ -111,9 +111,10 @@ def _sdk(current: Any, kind: type, install: Any, get: Any) -> Any:
 
 
 def _bridged(root: logging.Logger) -> bool:
+    """Whether a log bridge (otelprod's, or contrib's from another tool) is on ``root``."""
     from opentelemetry.instrumentation.logging.handler import LoggingHandler
 
-    return any(isinstance(h, LoggingHandler) for h in root.handlers)
+    return any(isinstance(h, (LoggingHandler, LogBridge)) for h in root.handlers)
 
 
 _session: CaptureSession | None = None
