@@ -24,4 +24,4 @@ def test_every_benchmark_module_runs_and_reports_rows() -> None:
     rows = [line for line in table.splitlines()[1:] if line.strip()]
     assert len(rows) >= 30, table
     # every row carries a ratio against its anchor
-    assert all(re.search(r" \d+\.\d\dx ", row) for row in rows), table
+    assert all(re.search(r" -?\d+\.\d\dx ", row) for row in rows), table
