@@ -15,7 +15,8 @@ from tests.conftest import python_env, run_python
 from tests.otlp_receiver import HTTP, OTLPReceiver
 
 FORKS = 200
-BOUND_S = 20.0  # per child: generous for a loaded CI machine, far from a hang's forever
+BOUND_S = 20.0  # per batch of children: generous for a loaded CI machine, far from forever
+AT_ONCE = 8  # children alive at a time
 
 STRESS = """
 import faulthandler, json, logging, os, signal, threading, time
@@ -49,32 +50,44 @@ for t in threads:
     t.start()
 time.sleep(0.2)
 
+def child(k):
+    try:
+        with tracer.start_as_current_span("child", attributes={"fork": k}):
+            counter.add(1, {"worker": "child"})
+            log.info("child %d", k)
+        ok = otelprod.shutdown(timeout=BOUND / 2)
+    except BaseException:
+        os._exit(2)
+    os._exit(0 if ok else 1)
+
+
 hung, failed, started = [], [], time.monotonic()
-for k in range(FORKS):
-    pid = os.fork()
-    if pid == 0:
-        try:
-            with tracer.start_as_current_span("child", attributes={"fork": k}):
-                counter.add(1, {"worker": "child"})
-                log.info("child %d", k)
-            ok = otelprod.shutdown(timeout=BOUND / 2)
-        except BaseException:
-            os._exit(2)
-        os._exit(0 if ok else 1)
+for first in range(0, FORKS, AT_ONCE):
+    # Fork a few children one after the other from the busy process, then wait for
+    # them together: every fork still lands while the four threads are mid-call.
+    children = {}
+    for k in range(first, min(first + AT_ONCE, FORKS)):
+        pid = os.fork()
+        if pid == 0:
+            child(k)
+        children[pid] = k
     deadline = time.monotonic() + BOUND
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            if status != 0:
-                failed.append((k, status))
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGABRT)
+    while children:
+        for pid, k in list(children.items()):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                del children[pid]
+                if status != 0:
+                    failed.append((k, status))
+        if children and time.monotonic() > deadline:
+            for pid, k in children.items():
+                os.kill(pid, signal.SIGABRT)
             time.sleep(2)
-            if os.waitpid(pid, os.WNOHANG) == (0, 0):
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-            hung.append(k)
+            for pid, k in children.items():
+                if os.waitpid(pid, os.WNOHANG) == (0, 0):
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                hung.append(k)
             break
         time.sleep(0.002)
 stop.set()
@@ -91,7 +104,7 @@ def test_no_child_of_a_busy_process_hangs(tmp_path: object) -> None:
                          OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
                          OTEL_BSP_SCHEDULE_DELAY="100", OTEL_BLRP_SCHEDULE_DELAY="100",
                          OTEL_METRIC_EXPORT_INTERVAL="500")
-        code = f"FORKS = {FORKS}\nBOUND = {BOUND_S}\n" + STRESS
+        code = f"FORKS = {FORKS}\nBOUND = {BOUND_S}\nAT_ONCE = {AT_ONCE}\n" + STRESS
         result = run_python(code, env=env, timeout=FORKS * BOUND_S + 120)
         assert result.returncode == 0, result.stderr[-3000:]
         outcome = json.loads(result.stdout.strip().splitlines()[-1])
