@@ -23,9 +23,17 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from otelprod import semconv
 from otelprod._pipeline.exporters import build_otlp_exporters
 from otelprod._pipeline.settings import load_settings
-from otelprod._pipeline.spool.link import Policy, SendError, SignalLink
-from otelprod._pipeline.spool.store import SpoolDir, describe, owner_token, service_dir
-from otelprod._pipeline.status import ExportHealth
+from otelprod._pipeline.spool.link import Policy, SignalLink
+from otelprod._pipeline.spool.report import describe
+from otelprod._pipeline.spool.store import (
+    DamagedSegment,
+    SpoolDir,
+    SpoolFull,
+    owner_token,
+    service_dir,
+)
+from otelprod._pipeline.spool.wire import InFlight, SendError
+from otelprod._pipeline.status import DropLedger, ExportHealth
 from tests.conftest import REPO
 from tests.otlp_receiver import GRPC, OTLPReceiver, free_port
 
@@ -70,35 +78,37 @@ def test_released_claim_is_pending_again(tmp_path: Path) -> None:
     assert [s.name for s in spool.pending()] == [segment.name]
 
 
-def test_damaged_segment_is_dropped_and_counted(tmp_path: Path) -> None:
-    spool = SpoolDir(tmp_path, max_bytes=1_000_000)
+def test_damaged_segment_is_refused_and_its_drop_counted(tmp_path: Path) -> None:
+    dropped: list[tuple[str, int, str]] = []
+    spool = SpoolDir(tmp_path, max_bytes=1_000_000, on_drop=lambda *d: dropped.append(d))
     segment = spool.write("logs", b"0123456789", 4)
     (tmp_path / segment.name).write_bytes(b"0123456780")  # one flipped byte
     claim = spool.claim(segment)
-    assert claim is not None and claim.read() is None
-    assert spool.dropped["logs"] == 4 and spool.pending() == []
+    assert claim is not None
+    with pytest.raises(DamagedSegment):
+        claim.read()
+    claim.drop("corrupt_segment")
+    assert dropped == [("logs", 4, "corrupt_segment")] and spool.pending() == []
 
 
 def test_bound_drops_oldest_first_and_counts_items(tmp_path: Path) -> None:
-    dropped: list[tuple[str, int]] = []
-    spool = SpoolDir(tmp_path, max_bytes=1000, on_drop=lambda s, n: dropped.append((s, n)))
+    dropped: list[tuple[str, int, str]] = []
+    spool = SpoolDir(tmp_path, max_bytes=1000, on_drop=lambda *d: dropped.append(d))
     names = [spool.write("traces", bytes([i]) * 300, 10 + i).name for i in range(10)]
     left = [s.name for s in spool.pending()]
     assert left == names[-3:]  # 3 x 300 bytes fit in 1000
     assert spool.total_bytes <= 1000
     assert spool.dropped["traces"] == sum(10 + i for i in range(7))
-    assert dropped == [("traces", 10 + i) for i in range(7)]
+    assert dropped == [("traces", 10 + i, "spool_full") for i in range(7)]
 
 
-def test_batch_larger_than_the_bound_is_dropped_not_everything_else(tmp_path: Path) -> None:
-    from otelprod._pipeline.spool.store import SpoolFull
-
+def test_batch_larger_than_the_bound_is_refused_not_everything_else(tmp_path: Path) -> None:
     spool = SpoolDir(tmp_path, max_bytes=1000)
     kept = spool.write("logs", b"k" * 500, 1)
-    with pytest.raises(SpoolFull):
+    with pytest.raises(SpoolFull) as refused:
         spool.write("logs", b"x" * 1001, 7)
+    assert refused.value.reason == "spool_full"  # the caller counts the batch
     assert [s.name for s in spool.pending()] == [kept.name]
-    assert spool.dropped["logs"] == 7
 
 
 def test_bad_bound_is_a_clear_error(tmp_path: Path) -> None:
@@ -177,6 +187,8 @@ class FakeSender:
         self.attempts = 0
         self.took: list[bytes] = []
         self.lock = threading.Lock()
+        self.hung = False
+        self.unanswered: list[tuple[bytes, InFlight]] = []
 
     def send(self, data: bytes, timeout: float) -> None:
         with self.lock:
@@ -187,17 +199,39 @@ class FakeSender:
                 raise SendError("UNAVAILABLE", retryable=True)
             self.took.append(data)
 
+    def start(self, data: bytes, timeout: float, inflight: InFlight) -> bool:
+        """Answers at once, or (``hung``) only when the test calls :meth:`answer`."""
+        if self.hung:
+            with self.lock:
+                self.unanswered.append((data, inflight))
+            return True
+        try:
+            self.send(data, timeout)
+        except SendError as error:
+            inflight.finish(error)
+        else:
+            inflight.finish(None)
+        return True
+
+    def answer(self, ok: bool) -> None:
+        """The hung collector answers every send it holds: took it, or failed."""
+        with self.lock:
+            unanswered, self.unanswered = self.unanswered, []
+            if ok:
+                self.took.extend(data for data, _ in unanswered)
+        for _, inflight in unanswered:
+            inflight.finish(None if ok else SendError("DEADLINE_EXCEEDED", retryable=True))
+
     def close(self) -> None:
         pass
 
 
 def make_link(tmp_path: Path, sender: FakeSender, max_bytes: int = 10**7,
-              policy: Policy = FAST) -> tuple[SignalLink, list[tuple[str, int]]]:
-    drops: list[tuple[str, int]] = []
-    spool = SpoolDir(tmp_path, max_bytes=max_bytes)
-    link = SignalLink("logs", sender, spool, policy, ExportHealth("logs"),
-                      lambda s, n: drops.append((s, n)))
-    return link, drops
+              policy: Policy = FAST) -> tuple[SignalLink, DropLedger]:
+    ledger = DropLedger()
+    spool = SpoolDir(tmp_path, max_bytes=max_bytes, on_drop=ledger.record)
+    link = SignalLink("logs", sender, spool, policy, ExportHealth("logs"), ledger)
+    return link, ledger
 
 
 def test_known_down_collector_is_not_waited_on(tmp_path: Path) -> None:
@@ -242,7 +276,7 @@ def test_rejected_batches_are_dropped_and_counted(tmp_path: Path) -> None:
     try:
         sender.reject = True
         assert link.submit(b"bad", 5) is False
-        assert drops == [("logs", 5)] and link.status()["dropped"] == 5
+        assert drops.by_reason() == {"rejected": 5}
         assert not link.down and link.status()["segments"] == 0
     finally:
         link.close(0.1)
@@ -260,7 +294,8 @@ def test_unwritable_spool_drops_counts_and_never_raises(tmp_path: Path) -> None:
         (tmp_path / "spool").write_text("a file where the directory was")
         for _ in range(3):
             assert link.submit(b"batch", 2) is False
-        assert drops == [("logs", 2)] * 3 and link.status()["dropped"] == 6
+        assert drops.by_reason("logs") == {"spool_unusable": 6}
+        assert link.status()["spool_errors"] == 3
     finally:
         link.close(0.1)
 
@@ -316,13 +351,15 @@ def test_tiny_spool_drops_oldest_and_counts_app_unaffected(tmp_path: Path,
         for round_ in range(20):  # 2000 spans, about 10x what the bound holds
             _emit(provider, round_ * 100, 100)
             provider.force_flush()
-        status = exporters.traces.spool_status()
-        assert status["dropped"] > 0 and status["spooling"] is True
-        assert status["spool_bytes"] <= 40_000
-        dropped = status["dropped"]
+        status = exporters.signal_status("traces")
+        assert status.dropped > 0 and status.spooling is True
+        assert status.dropped_by_reason == {"spool_full": status.dropped}
+        assert status.spool_bytes <= 40_000
+        dropped = status.dropped
         seen = telemetry.metrics()
         counted = seen[semconv.METRIC_EXPORT_DROPPED]
-        assert sum(p.value for attrs, p in counted if attrs == {"signal": "traces"}) == dropped
+        assert sum(p.value for attrs, p in counted
+                   if attrs == {"signal": "traces", "reason": "spool_full"}) == dropped
         sizes = [p.value for attrs, p in seen[semconv.METRIC_EXPORT_SPOOL_SIZE]
                  if attrs == {"signal": "traces"}]
         assert sizes and 0 < max(sizes) <= 40_000

@@ -20,6 +20,12 @@ attribute. What the SDK offers publicly is used instead wherever it exists.
   aggregation the real OTLP exporter prefers (resolved from
   ``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE``); the SDK keeps them
   in private attributes.
+* **Counting what a full queue drops.** The SDK's batch processors count the
+  items their full queue drops only in their own internal metrics (off by
+  default, and not by otelprod's names): ``count_queue_drops`` puts a
+  delegating wrapper around the processor's private ``_metrics`` so that each
+  drop also reaches otelprod's ledger, and ``queued`` reads what a shutdown
+  left in the private ``_queue``.
 * **After a fork.** The SDK renews ``service.instance.id`` in a forked child
   but not ``process.pid`` (only the opt-in process detector is re-run), and
   a child must not re-export the parent's counts: the providers'
@@ -35,7 +41,7 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -120,6 +126,47 @@ def encode_logs(batch: Sequence[Any]) -> Any:
 
     encode = _get(_log_encoder, "encode_logs", "to encode log records for the spool")
     return encode(batch)
+
+
+# --- the batch processors: what their queue drops ----------------------------------------
+_BATCH = "to count the items a full batch queue drops"
+
+
+class _CountingMetrics:
+    """The batch processor's own metrics object, also telling ``on_drop`` of each drop."""
+
+    def __init__(self, inner: Any, on_drop: Callable[[int, str], object]) -> None:
+        self._inner = inner
+        self._on_drop = on_drop
+
+    def register_queue_size(self, get_queue_size: Callable[[], int]) -> None:
+        self._inner.register_queue_size(get_queue_size)
+
+    def drop_items(self, count: int, error_type: str = "queue_full") -> None:
+        try:
+            self._on_drop(count, error_type)
+        except Exception:
+            pass
+        self._inner.drop_items(count, error_type)
+
+    def finish_items(self, count: int) -> None:
+        self._inner.finish_items(count)
+
+
+def count_queue_drops(processor: object, on_drop: Callable[[int, str], object]) -> None:
+    """Tell ``on_drop(count, error_type)`` of every item ``processor`` (a
+    ``BatchSpanProcessor`` or ``BatchLogRecordProcessor``) drops: ``"queue_full"``,
+    or ``"already_shutdown"`` for one emitted after its shutdown."""
+    batch = _get(processor, "_batch_processor", _BATCH)
+    inner = _get(batch, "_metrics", _BATCH)
+    _get(inner, "drop_items", _BATCH)
+    batch._metrics = _CountingMetrics(inner, on_drop)
+
+
+def queued(processor: object) -> int:
+    """How many items wait in ``processor``'s queue (after its shutdown: never exported)."""
+    batch = _get(processor, "_batch_processor", _BATCH)
+    return len(_get(batch, "_queue", _BATCH))
 
 
 # --- metric exporters ------------------------------------------------------------------------

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from otelprod._pipeline.spool.store import default_root, describe, service_dir
+from otelprod._pipeline.spool.report import describe
+from otelprod._pipeline.spool.store import default_root, service_dir
 
 
 def _root(args: argparse.Namespace) -> Path:
