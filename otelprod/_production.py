@@ -82,9 +82,13 @@ class ProductionSystem:
 
     def _start_health_server(self) -> None:
         if self.settings.health_port is not None:
-            self.health_server = serve_health(self.settings.health_port,
-                                              self.settings.health_host,
-                                              self.settings.health_token)
+            host, port = self.settings.health_host, self.settings.health_port
+            try:
+                self.health_server = serve_health(port, host, self.settings.health_token)
+            except OSError as exc:  # e.g. the port is taken: the service runs on without it
+                _log.warning("otelprod: the health server cannot listen on %s port %s (%s); "
+                             "the service runs without health endpoints", host, port, exc)
+                return
             _log.info("otelprod: health endpoints on %s", self.health_server.url)
 
     def stop(self) -> None:

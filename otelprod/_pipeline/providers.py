@@ -96,6 +96,7 @@ class Pipeline:
         flushed = True
         for signal in self.owned:
             flushed = _flush_then_stop(providers[signal], deadline) and flushed
+        self.ledger.reconcile()
         for signal, processor in self.processors.items():  # what the deadline left queued
             try:
                 self.ledger.record(signal, otel_sdk.queued(processor),
@@ -248,11 +249,12 @@ def _count_queue_drops(pipeline: Pipeline, signal: str, processor: Any) -> None:
         ledger.record(signal, count, reasons.get(kind, semconv.DropReason.QUEUE_FULL))
 
     try:
-        otel_sdk.count_queue_drops(processor, on_drop)
+        reconcile = otel_sdk.count_queue_drops(processor, on_drop)
     except otel_sdk.MissingInternal as exc:
         _log.warning("otelprod: items dropped by a full %s queue are not counted: %s",
                      signal, exc)
         return
+    ledger.add_reconciler(reconcile)
     pipeline.processors[signal] = processor
 
 

@@ -62,7 +62,20 @@ class DropLedger:
         self._counts: dict[tuple[str, str], int] = {}
         self._unsaved: dict[tuple[str, str], int] = {}
         self._said: dict[tuple[str, str], tuple[float, int]] = {}  # when said, count since
+        self._reconcilers: list[Callable[[], None]] = []
         _forks.register(self, after_in_child=DropLedger._forget)
+
+    def add_reconciler(self, reconcile: Callable[[], None]) -> None:
+        """``reconcile()`` records losses that are counted lazily (a full SDK queue's):
+        it runs before totals are read."""
+        self._reconcilers.append(reconcile)
+
+    def reconcile(self) -> None:
+        for reconcile in self._reconcilers:
+            try:
+                reconcile()
+            except Exception:
+                pass
 
     def _forget(self) -> None:
         """A forked child starts its own count (the parent's losses are the parent's)."""
@@ -96,6 +109,7 @@ class DropLedger:
 
     def by_reason(self, signal: str | None = None) -> dict[str, int]:
         """reason -> items dropped (of ``signal``, or of every signal)."""
+        self.reconcile()
         out: dict[str, int] = {}
         with self._lock:
             for (sig, reason), n in self._counts.items():
@@ -108,6 +122,7 @@ class DropLedger:
 
     def take_unsaved(self) -> dict[tuple[str, str], int]:
         """The counts recorded since the last call, for the spool's drop log."""
+        self.reconcile()
         with self._lock:
             unsaved, self._unsaved = self._unsaved, {}
         return unsaved

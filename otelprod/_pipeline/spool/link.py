@@ -380,13 +380,24 @@ class SignalLink:
             self.spool.log_drops(unsaved)
 
     # --- flush and close ---------------------------------------------------------------
-    def flush(self, timeout: float) -> bool:
-        """Send what is spooled for this signal, within ``timeout`` seconds."""
+    def flush(self, timeout: float, attempts: int = 3) -> bool:
+        """Send what is spooled for this signal, within ``timeout`` seconds.
+
+        A collector that refuses is tried ``attempts`` times in all, with the
+        retry backoff in between (one that just came back may need a reconnect).
+        """
+        deadline = time.monotonic() + timeout
         self._aside.clear()  # a flush tries every segment once more
-        try:
-            return self._drain(deadline=time.monotonic() + timeout)
-        except CollectorDown:
-            return False
+        delay = self.policy.retry_initial
+        for attempt in range(attempts):
+            try:
+                return self._drain(deadline=deadline)
+            except CollectorDown:
+                if attempt + 1 == attempts or time.monotonic() + delay >= deadline:
+                    return False
+                time.sleep(delay)
+                delay = min(delay * 2, self.policy.retry_max)
+        return False
 
     def close(self, timeout: float) -> bool:
         """Stop the sender, try once more to empty the spool, and close the connection.
