@@ -324,6 +324,78 @@ def test_close_flushes_what_it_can_and_leaves_the_rest_on_disk(tmp_path: Path) -
     assert sender2.took == [f"{i}".encode() for i in range(5)]
 
 
+# --- a collector that does not answer ---------------------------------------------------
+HANG = Policy(export_timeout=5.0, hang_timeout=0.2, retry_initial=30, retry_max=60,
+              poll_interval=30)
+
+
+def test_an_unanswered_send_is_held_on_disk_and_a_late_success_deletes_it(
+        tmp_path: Path) -> None:
+    sender = FakeSender()
+    sender.hung = True
+    link, ledger = make_link(tmp_path, sender, policy=HANG)
+    try:
+        assert link.submit(b"batch", 3) is True  # cut after hang_timeout, not export_timeout
+        assert link.down
+        held = list(tmp_path.glob("*.otlp.claim-*"))
+        assert len(held) == 1  # on disk, but claimed: no replay, no other process
+        assert link.spool.pending() == []
+        assert link.submit(b"next", 1) is True and sender.attempts == 0  # straight to disk
+        sender.answer(ok=True)  # the late answer: the collector took it
+        assert not list(tmp_path.glob("*.claim-*"))
+        assert [s.count for s in link.spool.pending()] == [1]  # only "next" is left
+        assert ledger.total() == 0
+    finally:
+        link.close(0.1)
+
+
+def test_a_late_failure_releases_the_held_copy_for_the_replay(tmp_path: Path) -> None:
+    sender = FakeSender()
+    sender.hung = True
+    link, ledger = make_link(tmp_path, sender, policy=HANG)
+    try:
+        link.submit(b"batch", 3)
+        sender.answer(ok=False)
+        assert [s.count for s in link.spool.pending()] == [3]
+        sender.hung, sender.up = False, True
+        assert link.flush(2.0) is True
+        assert sender.took == [b"batch"] and ledger.total() == 0  # sent once, by the replay
+    finally:
+        link.close(0.1)
+
+
+def test_the_shutdown_deadline_cuts_a_wait_under_way(tmp_path: Path) -> None:
+    sender = FakeSender()
+    sender.hung = True
+    slow_hang = Policy(export_timeout=30.0, hang_timeout=30.0, retry_initial=30,
+                       retry_max=60, poll_interval=30)
+    link, _ = make_link(tmp_path, sender, policy=slow_hang)
+    done = threading.Event()
+    threading.Thread(target=lambda: (link.submit(b"batch", 2), done.set()), daemon=True).start()
+    time.sleep(0.2)
+    assert not done.is_set()  # waiting for the answer
+    link.set_deadline(time.monotonic())  # shutdown: the wait ends now
+    assert done.wait(5)
+    assert len(list(tmp_path.glob("*.claim-*"))) == 1
+    link.close(0.1)  # still unanswered: the held copy goes back for the next process
+    assert [s.count for s in SpoolDir(tmp_path).pending()] == [2]
+
+
+def test_a_loss_is_said_again_after_a_minute_with_the_count(caplog: Any) -> None:
+    now = [0.0]
+    ledger = DropLedger(clock=lambda: now[0])
+    with caplog.at_level("WARNING", logger="otelprod._pipeline.export"):
+        ledger.record("traces", 5, "queue_full")
+        ledger.record("traces", 7, "queue_full")
+        now[0] = 61.0
+        ledger.record("traces", 1, "queue_full")
+    said = [r.getMessage().split(":")[1].strip() for r in caplog.records]
+    assert said == ["5 traces dropped (queue_full)", "8 traces dropped (queue_full)"]
+    assert ledger.by_reason() == {"queue_full": 13}
+    assert ledger.take_unsaved() == {("traces", "queue_full"): 13}
+    assert ledger.take_unsaved() == {}
+
+
 # --- the real exporters, in process, against the loopback receiver -----------------------
 def _exporters(tmp_path: Path, receiver: OTLPReceiver, **overrides: Any) -> Any:
     settings = load_settings(service_name="spool-test", endpoint=receiver.endpoint,
