@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from otelprod._pipeline.spool.report import describe
 from otelprod._pipeline.spool.store import Segment
 from tests.fault_service import FaultService, assert_accounted, delivered, fault_env
 from tests.fs_faults import read_only, small_disk
@@ -142,6 +143,9 @@ def test_a_burst_that_overflows_the_queue_is_counted(tmp_path: Path, collector: 
         receiver.stop()
     got = assert_accounted(receiver, result)
     assert result.dropped > 0 and set(result.dropped_by_reason) == {"queue_full"}
+    # what `otelprod spool status` shows: the service's drop log
+    assert describe(tmp_path / "spool" / "fault-service")["dropped_by_reason"] == \
+        result.dropped_by_reason
     print(f"\nburst, collector {collector}: sent {result.sent}, delivered {len(got)}, "
           f"dropped {result.dropped} {result.dropped_by_reason}")
 
@@ -162,9 +166,11 @@ def test_a_spool_on_a_disk_that_fills_up_counts_what_does_not_fit(tmp_path: Path
         finally:
             service.kill()
             receiver.stop()
-    got = assert_accounted(receiver, result)
-    assert set(result.dropped_by_reason) == {"spool_full"} and result.dropped > 0
-    assert "dropped (spool_full)" in result.stderr
+        got = assert_accounted(receiver, result)
+        assert set(result.dropped_by_reason) == {"spool_full"} and result.dropped > 0
+        assert "dropped (spool_full)" in result.stderr
+        # saved to the drop log once the replay made room (what `spool status` shows)
+        assert describe(root / "fault-service")["dropped_by_reason"] == result.dropped_by_reason
     print(f"\nspool disk full ({means or 'RLIMIT_FSIZE'}): sent {result.sent}, delivered "
           f"{len(got)}, dropped {result.dropped}")
 

@@ -127,6 +127,12 @@ class DropLedger:
             unsaved, self._unsaved = self._unsaved, {}
         return unsaved
 
+    def keep_unsaved(self, counts: dict[tuple[str, str], int]) -> None:
+        """Put back counts that could not be saved (a full or read-only spool)."""
+        with self._lock:
+            for key, n in counts.items():
+                self._unsaved[key] = self._unsaved.get(key, 0) + n
+
 
 @dataclass(frozen=True)
 class SignalStatus:

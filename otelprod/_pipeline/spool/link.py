@@ -376,8 +376,8 @@ class SignalLink:
     def save_drops(self) -> None:
         """Append the losses counted since the last save to the spool's drop log."""
         unsaved = self.ledger.take_unsaved()
-        if unsaved:
-            self.spool.log_drops(unsaved)
+        if unsaved and not self.spool.log_drops(unsaved):
+            self.ledger.keep_unsaved(unsaved)  # saved once the directory takes it
 
     # --- flush and close ---------------------------------------------------------------
     def flush(self, timeout: float, attempts: int = 3) -> bool:
