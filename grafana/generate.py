@@ -520,8 +520,8 @@ def health_and_system() -> dict[str, Any]:
                                     "{{service_instance_id}} {{signal}}")], "bytes"), 8, 8),
                 (timeseries("Dropped telemetry",
                             "Items that will never reach the collector, by signal and reason: "
-                            + ", ".join(semconv.DropReason.ALL) + " (see the README's "
-                            "\"When things fail\").",
+                            + ", ".join(semconv.DropReason.ALL) + " (README: \"How it "
+                            "behaves when things go wrong\").",
                             [target(f"sum by ({SIGNAL}, {REASON}) (increase({EXPORT_DROPPED}"
                                     f"{{{SEL}}}[{RI}]))", "{{signal}} {{reason}}")], "short",
                             bars=True, thresholds=[(None, "green"), (1, "red")]), 8, 8),
