@@ -147,6 +147,20 @@ def test_claims_and_temp_files_of_dead_processes_are_recovered(tmp_path: Path) -
     assert owner_token() != dead
 
 
+def test_recover_never_gives_back_a_claim_in_use_but_settles_a_stale_one(
+        tmp_path: Path) -> None:
+    spool = SpoolDir(tmp_path, max_bytes=1_000_000)
+    in_use = spool.claim(spool.write("traces", b"sending", 1))
+    held = spool.write_claimed("traces", b"unanswered", 1)
+    stale = spool.write("traces", b"release failed", 1)  # claimed by us, no Claim object
+    os.rename(tmp_path / stale.name, tmp_path / f"{stale.name}.claim-{owner_token()}")
+    assert in_use is not None and spool.pending() == []
+    assert spool.recover() == 1  # only the stale one goes back
+    assert [s.name for s in spool.pending()] == [stale.name]
+    in_use.done()
+    assert held.release() and len(spool.pending()) == 2
+
+
 _CLAIMER = """
 import json, sys, time
 from otelprod._pipeline.spool.store import SpoolDir

@@ -274,3 +274,31 @@ def test_sigkill_loses_at_most_what_the_batch_processor_held(tmp_path: Path) -> 
     assert len(lost) <= bound, f"{len(lost)} lost"
     assert not lost or lost[0] >= 5000 - bound, f"an older span was lost: {lost[0]}"
     print(f"\nSIGKILL after 5000 spans: delivered {len(got)}, lost {len(lost)} (bound {bound})")
+
+
+@pytest.mark.parametrize("protocol", [GRPC, HTTP])
+def test_an_export_under_way_when_shutdown_starts_keeps_the_deadline(tmp_path: Path,
+                                                                     protocol: str) -> None:
+    receiver = OTLPReceiver(protocol, free_port()).start()
+    receiver.hang()
+    # an export may wait 30 s, and 20 s before it is cut: only the shutdown deadline ends it
+    env = fault_env(receiver, tmp_path / "spool", OTELPROD_EXPORT_TIMEOUT="30",
+                    OTELPROD_EXPORT_HANG_TIMEOUT="20")
+    service = FaultService(env)
+    try:
+        service.emit(600)  # a full batch: its export begins, and waits
+        assert wait_for(lambda: receiver.held >= 1)
+        began = time.monotonic()
+        result = service.shutdown(timeout=1)
+        took = time.monotonic() - began
+    finally:
+        service.kill()
+    receiver.unhang()  # the held request is dropped unanswered: never recorded
+    later = FaultService(env, run="later")
+    later.shutdown()
+    receiver.stop()
+    got = assert_accounted(receiver, result)
+    assert len(got) == 600 and result.dropped == 0  # the cut batch was on disk, sent once
+    assert took < 10, f"shutdown took {took:.1f} s against a 1 s deadline"  # not 30 + 1
+    print(f"\nshutdown during a hung {protocol} export: {took:.1f} s for a 1 s deadline; sent "
+          f"{result.sent}, delivered {len(got)} (by the next process), dropped {result.dropped}")

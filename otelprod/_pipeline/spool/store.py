@@ -156,10 +156,9 @@ class Claim:
     """A segment this process holds: send it, then :meth:`done`, :meth:`drop` or :meth:`release`."""
 
     def __init__(self, spool: SpoolDir, segment: Segment, path: Path) -> None:
-        self.spool = spool
+        self.spool = spool  # which holds ``path`` already (see SpoolDir.claim)
         self.segment = segment
         self.path = path
-        spool._hold(path.name)
 
     def read(self) -> bytes:
         """The request bytes; raises DamagedSegment, SegmentLost or another OSError."""
@@ -189,13 +188,14 @@ class Claim:
     def release(self) -> bool:
         """Give it back for a later send (by any process); False when the rename failed
         (this process renames it back later, see :meth:`SpoolDir.recover`)."""
-        self.spool._release_hold(self.path.name)
         try:
             os.replace(self.path, self.spool.path / self.segment.name)
         except FileNotFoundError:
             return True  # already given back, or gone
         except OSError:
             return False
+        finally:
+            self.spool._release_hold(self.path.name)
         return True
 
 
@@ -290,7 +290,7 @@ class SpoolDir:
     def write_claimed(self, signal: str, data: bytes, count: int) -> Claim:
         """Store one request already claimed by this process (see "hold")."""
         segment, path = self._write(signal, data, count, claimed=True)
-        return Claim(self, segment, path)
+        return Claim(self, segment, path)  # held since before it was written
 
     def _write(self, signal: str, data: bytes, count: int, *,
                claimed: bool) -> tuple[Segment, Path]:
@@ -307,10 +307,14 @@ class SpoolDir:
                 f"-{zlib.crc32(data):08x}{SUFFIX}")
         final = self.path / (f"{name}{CLAIM}{self._owner}" if claimed else name)
         tmp = self.path / f"{_TMP}{self._owner}-{seq}"
+        if claimed:
+            self._hold(final.name)  # before it exists: recover() must never give it back
         try:
             self._write_file(tmp, data)
             os.replace(tmp, final)
         except OSError as exc:
+            if claimed:
+                self._release_hold(final.name)
             _unlink_quietly(tmp)
             reason = "spool_full" if exc.errno in _NO_ROOM else "spool_unusable"
             self.problem = f"cannot write to {self.path}: {exc}"
@@ -363,10 +367,15 @@ class SpoolDir:
         Raises the ``OSError`` when the directory refuses the rename.
         """
         target = self.path / f"{segment.name}{CLAIM}{self._owner}"
+        self._hold(target.name)  # before the rename: recover() must never give it back
         try:
             os.rename(self.path / segment.name, target)
         except FileNotFoundError:
+            self._release_hold(target.name)
             return None
+        except OSError:
+            self._release_hold(target.name)
+            raise
         return Claim(self, segment, target)
 
     def _hold(self, name: str) -> None:
@@ -378,18 +387,20 @@ class SpoolDir:
             self._held.discard(name)
 
     def _remove(self, claim: Claim, *, dropped: str | None) -> None:
-        segment = claim.segment
-        self._release_hold(claim.path.name)
+        segment, name = claim.segment, claim.path.name
         try:
             os.unlink(claim.path)
         except FileNotFoundError:
-            pass
+            self._release_hold(name)
         except OSError as exc:
             # Sent (or to be dropped) but still on disk: it must never be sent again.
             # It keeps this process's claim, and recover() deletes it once it can.
             with self._lock:
-                self._undeleted.add(claim.path.name)
-            self.problem = f"cannot delete {claim.path.name}: {exc}"
+                self._undeleted.add(name)
+                self._held.discard(name)
+            self.problem = f"cannot delete {name}: {exc}"
+        else:
+            self._release_hold(name)
         self._forget_bytes(segment)
         if dropped is not None:
             self._count_drop(segment.signal, segment.count, dropped)
@@ -465,11 +476,13 @@ class SpoolDir:
                 break
             if claim is None:
                 continue
-            self._release_hold(claim.path.name)
             try:
                 os.unlink(claim.path)
             except OSError:
+                claim.release()
                 continue
+            finally:
+                self._release_hold(claim.path.name)
             segments += 1
             size += segment.size
         self.scan()
