@@ -37,7 +37,8 @@ tracer = trace.get_tracer("app")
 for i in range(300):
     tracer.start_span("unit", attributes={{"unit.seq": i}}).end()
 print("emitted", flush=True)
-time.sleep(60)
+while True:  # a main thread that wakes up now and then, as servers' do (see sigterm.py)
+    time.sleep(0.1)
 """
 
 APP_HANDLER = """

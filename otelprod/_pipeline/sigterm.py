@@ -25,6 +25,13 @@ after the application's shutdown, and flushes everything.
 
 A SIGTERM that arrives while a shutdown runs in the main thread waits for
 it to finish (:func:`shutting_down`), then chains as above.
+
+Like every Python signal handler, this one runs in the main thread, between
+two bytecodes: a main thread blocked in one long C call (``time.sleep(60)``,
+a lock without a timeout) runs it only when that call returns, and so does a
+main thread that was just entering such a call when the signal came (a race
+in CPython itself). Event loops and servers wake up often enough; a script
+that sleeps for minutes does not end on SIGTERM until it wakes.
 """
 
 from __future__ import annotations
