@@ -89,6 +89,16 @@ def resolve_targets(settings: Settings) -> dict[str, Target]:
     return targets
 
 
+#: Each channel has subchannels of its own: gRPC shares them process-wide by default,
+#: so the three signals' channels to one collector shared one connection's reconnect
+#: backoff (up to 2 minutes), and the new channel the link opens after UNAVAILABLE came
+#: back still in it; the spool's probes, with their own backoff, decide when to retry.
+#: The backoff of a channel itself is capped at a few seconds for the same reason.
+GRPC_CHANNEL_OPTIONS = (("grpc.use_local_subchannel_pool", 1),
+                        ("grpc.initial_reconnect_backoff_ms", 100),
+                        ("grpc.max_reconnect_backoff_ms", 2000))
+
+
 def _new_exporter(target: Target, timeout: float) -> Any:
     kwargs: dict[str, Any] = {"timeout": timeout}
     if target.endpoint:
@@ -106,6 +116,7 @@ def _new_exporter(target: Target, timeout: float) -> Any:
 
         cls: Any = {"traces": gtrace.OTLPSpanExporter, "metrics": gmetric.OTLPMetricExporter,
                     "logs": glog.OTLPLogExporter}[target.signal]
+        kwargs["channel_options"] = GRPC_CHANNEL_OPTIONS
     else:
         from opentelemetry.exporter.otlp.proto.http import (
             _log_exporter as hlog,

@@ -299,8 +299,9 @@ class SignalLink:
                 if deadline is None and self._stop.is_set():
                     return False
                 timeout = self.policy.export_timeout
-                if deadline is not None:
-                    timeout = min(timeout, deadline - time.monotonic())
+                cut = deadline if deadline is not None else self.deadline  # shutdown's, too
+                if cut is not None:
+                    timeout = min(timeout, cut - time.monotonic())
                     if timeout <= 0:
                         return False
                 self._send_segment(segment, timeout)
@@ -308,8 +309,9 @@ class SignalLink:
 
     def _probe(self, deadline: float | None) -> None:
         timeout = self.policy.export_timeout
-        if deadline is not None:
-            timeout = min(timeout, max(0.0, deadline - time.monotonic()))
+        cut = deadline if deadline is not None else self.deadline
+        if cut is not None:
+            timeout = min(timeout, max(0.0, cut - time.monotonic()))
         try:
             self.sender.send(b"", timeout)  # an empty export request is valid OTLP
         except SendError as exc:
@@ -411,7 +413,9 @@ class SignalLink:
         self._stop.set()
         self._urgent.set()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(max(0.0, min(1.0, deadline - time.monotonic())))
+            # Let a replay under way end (its send keeps the deadline): a segment it holds
+            # is invisible to the flush below, and one whose send fails goes back to it.
+            self._thread.join(max(0.0, deadline - time.monotonic()))
         flushed = self.flush(max(0.0, deadline - time.monotonic()))
         self._settle_unanswered()
         self.spool.recover()  # gives back what a failed rename of ours left claimed
