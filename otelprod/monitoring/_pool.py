@@ -40,8 +40,12 @@ class DaemonPool:
             if spawn:
                 self._threads += 1
         if spawn:
-            threading.Thread(target=self._work, daemon=True,
-                             name=f"{self.name}-{self._threads}").start()
+            try:
+                threading.Thread(target=self._work, daemon=True,
+                                 name=f"{self.name}-{self._threads}").start()
+            except RuntimeError:  # the interpreter exits (3.12 starts no thread): no worker
+                with self._lock:  # more; the work waits for one, or for its timeout
+                    self._threads -= 1
         return future
 
     def _work(self) -> None:

@@ -11,14 +11,20 @@ A sender sends in two ways:
 * :meth:`Sender.send` blocks until the answer or the timeout. The spool's
   replay and the probe use it, in the link's own thread, and so does the
   shutdown (its timeout is then cut to the deadline).
-* :meth:`Sender.start` begins a send and returns at once; an :class:`InFlight`
-  is finished with the answer later (a gRPC future; for HTTP, a long-lived
-  thread of the sender's). The live export waits on it only as long as it
-  chooses, so a collector that accepts a connection and never answers holds
-  the SDK's batch thread for the short ``hang_timeout``, not for the whole
-  export timeout, and the shutdown deadline can cut that wait too. ``start``
-  declines (returns False) where it would need a new thread and Python may
-  refuse one: once the interpreter has begun to exit.
+* :meth:`Sender.start` hands the send to a long-lived thread of the sender's
+  own and returns at once; an :class:`InFlight` is finished with the answer
+  later. The live export waits on it only as long as it chooses, so a
+  collector that accepts a connection and never answers holds the SDK's
+  batch thread for the short ``hang_timeout``, not for the whole export
+  timeout, and the shutdown deadline can cut that wait too. The thread is
+  started on the first live send; ``start`` declines (returns False) when it
+  is not running and Python may refuse a new one (the interpreter exits).
+
+Not gRPC futures: a future starts gRPC's polling thread whenever the channel
+was idle, and on Python 3.12, where the interpreter refuses new threads a
+moment before ``threading`` says it is shutting down, a refused polling
+thread leaves the call started and never polled: closing that channel then
+hangs the exit. A blocking call needs no thread of gRPC's.
 """
 
 from __future__ import annotations
@@ -86,7 +92,6 @@ class InFlight:
         self.done = False
         self.error: SendError | None = None
         self._then: list[Callable[[SendError | None], None]] = []
-        self.canceller: Callable[[], object] | None = None
 
     def finish(self, error: SendError | None) -> None:
         with self._wake:
@@ -107,13 +112,8 @@ class InFlight:
         callback(self.error)
 
     def cancel(self) -> None:
-        """Give up on the answer (best effort: the request may have reached the collector)."""
-        canceller = self.canceller
-        if canceller is not None:
-            try:
-                canceller()
-            except Exception:
-                pass
+        """Give up on the answer: a send not begun is skipped; one under way ends at its
+        own timeout, unheard (the request may still reach the collector)."""
         self.finish(SendError("cancelled", retryable=True))
 
 
@@ -129,108 +129,20 @@ class Sender(Protocol):
     def close(self) -> None: ...
 
 
-class GrpcSender:
-    """Sends request bytes over the SDK gRPC exporter's channel, with its metadata."""
+class _Sending:
+    """What both senders share: :meth:`start` through a thread of their own."""
 
-    def __init__(self, exporter: Any, signal: str) -> None:
-        self.exporter = exporter
-        self._method = _GRPC_METHODS[signal]
-        self._lock = threading.Lock()
-        self._channel: Any = None
-        self._rpc: Any = None
-        self._reconnect_due = False  # set by an answer: reconnect before the next call
+    exporter: Any
+    _signal: str
 
-    def _callable(self) -> Any:
-        with self._lock:
-            if self._reconnect_due:
-                self._reconnect_due = False
-                otel_sdk.grpc_reconnect(self.exporter)
-            channel = otel_sdk.grpc_channel(self.exporter)
-            if channel is not self._channel:
-                self._channel = channel
-                # no serializer: the request is already bytes, sent as they are
-                self._rpc = channel.unary_unary(self._method)
-            return self._rpc
-
-    def send(self, data: bytes, timeout: float) -> None:
-        import grpc
-
-        try:
-            self._callable()(data, metadata=otel_sdk.grpc_metadata(self.exporter),
-                             timeout=timeout)
-        except grpc.RpcError as error:
-            failure = self._error(error)
-            if self._reconnect_due:  # here, not in a gRPC thread: reconnect at once
-                self._callable()
-            raise failure from None
-        except Exception as error:  # e.g. a closed channel
-            raise SendError(repr(error), retryable=True) from None
-
-    def start(self, data: bytes, timeout: float, inflight: InFlight) -> bool:
-        if stdlib.threads_refused():  # a future needs gRPC's polling thread
-            return False
-        try:
-            future = self._callable().future(
-                data, metadata=otel_sdk.grpc_metadata(self.exporter), timeout=timeout)
-        except Exception as error:
-            inflight.finish(SendError(repr(error), retryable=True))
-            return True
-        inflight.canceller = future.cancel
-        future.add_done_callback(lambda done: inflight.finish(self._outcome(done)))
-        return True
-
-    def _outcome(self, future: Any) -> SendError | None:
-        import grpc
-
-        if future.cancelled():
-            return SendError("cancelled", retryable=True)
-        error = future.exception()
-        if error is None:
-            return None
-        if isinstance(error, grpc.RpcError):
-            return self._error(error)
-        return SendError(repr(error), retryable=True)
-
-    def _error(self, error: Any) -> SendError:
-        import grpc
-
-        code = error.code() if callable(getattr(error, "code", None)) else None
-        if code == grpc.StatusCode.UNAVAILABLE:
-            # A new channel skips gRPC's reconnect backoff. Not here: this may be
-            # the channel's own polling thread, which must not close its channel.
-            self._reconnect_due = True
-        details = error.details() if callable(getattr(error, "details", None)) else ""
-        return SendError(f"{getattr(code, 'name', code)}: {details}",
-                         retryable=otel_sdk.grpc_retryable(self.exporter, code))
-
-    def close(self) -> None:
-        self.exporter.shutdown()
-
-
-class HttpSender:
-    """Sends request bytes with the SDK HTTP exporter's client (headers, compression, TLS).
-
-    :meth:`start` hands the send to a thread of the sender's own, started on
-    the first live send and kept for the life of the process.
-    """
-
-    def __init__(self, exporter: Any, signal: str) -> None:
-        self.exporter = exporter
+    def _setup_sending(self, signal: str) -> None:
         self._signal = signal
         self._jobs: queue.SimpleQueue[tuple[bytes, float, InFlight] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._thread_lock = threading.Lock()
 
     def send(self, data: bytes, timeout: float) -> None:
-        try:
-            status, error = otel_sdk.http_post(self.exporter, data, timeout)
-        except Exception as exc:
-            raise SendError(repr(exc), retryable=True) from None
-        if status is not None and 200 <= status < 300:
-            return
-        if status is None:  # no response at all: connection refused, timeout, ...
-            raise SendError(repr(error), retryable=True)
-        raise SendError(f"HTTP {status}", retryable=status in _HTTP_RETRYABLE)
+        raise NotImplementedError
 
     def start(self, data: bytes, timeout: float, inflight: InFlight) -> bool:
         if not self._running():
@@ -239,7 +151,7 @@ class HttpSender:
         return True
 
     def _running(self) -> bool:
-        with self._lock:
+        with self._thread_lock:
             if self._thread is not None and self._thread.is_alive():
                 return True
             if stdlib.threads_refused():
@@ -248,7 +160,7 @@ class HttpSender:
                                       name=f"otelprod-send-{self._signal}")
             try:
                 thread.start()
-            except RuntimeError:
+            except RuntimeError:  # e.g. refused a moment before threading says it exits
                 return False
             self._thread = thread
             return True
@@ -265,12 +177,72 @@ class HttpSender:
                 self.send(data, timeout)
             except SendError as error:
                 inflight.finish(error)
+            except Exception as error:  # the thread must outlive any surprise
+                inflight.finish(SendError(repr(error), retryable=True))
             else:
                 inflight.finish(None)
 
     def close(self) -> None:
         self._jobs.put(None)  # the thread ends after the send it may be in
         self.exporter.shutdown()
+
+
+class GrpcSender(_Sending):
+    """Sends request bytes over the SDK gRPC exporter's channel, with its metadata."""
+
+    def __init__(self, exporter: Any, signal: str) -> None:
+        self.exporter = exporter
+        self._method = _GRPC_METHODS[signal]
+        self._lock = threading.Lock()
+        self._channel: Any = None
+        self._rpc: Any = None
+        self._setup_sending(signal)
+
+    def _callable(self, reconnect: bool = False) -> Any:
+        with self._lock:
+            if reconnect:
+                otel_sdk.grpc_reconnect(self.exporter)
+            channel = otel_sdk.grpc_channel(self.exporter)
+            if channel is not self._channel:
+                self._channel = channel
+                # no serializer: the request is already bytes, sent as they are
+                self._rpc = channel.unary_unary(self._method)
+            return self._rpc
+
+    def send(self, data: bytes, timeout: float) -> None:
+        import grpc
+
+        try:
+            self._callable()(data, metadata=otel_sdk.grpc_metadata(self.exporter),
+                             timeout=timeout)
+        except grpc.RpcError as error:
+            code = error.code() if callable(getattr(error, "code", None)) else None
+            if code == grpc.StatusCode.UNAVAILABLE:
+                self._callable(reconnect=True)  # a new channel skips gRPC's reconnect backoff
+            details = error.details() if callable(getattr(error, "details", None)) else ""
+            raise SendError(f"{getattr(code, 'name', code)}: {details}",
+                            retryable=otel_sdk.grpc_retryable(self.exporter, code)) from None
+        except Exception as error:  # e.g. a closed channel
+            raise SendError(repr(error), retryable=True) from None
+
+
+class HttpSender(_Sending):
+    """Sends request bytes with the SDK HTTP exporter's client (headers, compression, TLS)."""
+
+    def __init__(self, exporter: Any, signal: str) -> None:
+        self.exporter = exporter
+        self._setup_sending(signal)
+
+    def send(self, data: bytes, timeout: float) -> None:
+        try:
+            status, error = otel_sdk.http_post(self.exporter, data, timeout)
+        except Exception as exc:
+            raise SendError(repr(exc), retryable=True) from None
+        if status is not None and 200 <= status < 300:
+            return
+        if status is None:  # no response at all: connection refused, timeout, ...
+            raise SendError(repr(error), retryable=True)
+        raise SendError(f"HTTP {status}", retryable=status in _HTTP_RETRYABLE)
 
 
 def sender_for(exporter: Any, signal: str) -> Sender:
