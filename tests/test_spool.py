@@ -523,3 +523,27 @@ def test_next_process_of_the_service_sends_what_a_dead_one_left(tmp_path: Path) 
             assert sorted(s["attributes"]["seq"] for s in receiver.spans()) == list(range(50))
         finally:
             exporters.traces.shutdown()
+
+
+def test_an_exporter_error_is_a_counted_loss_not_a_dead_batch_thread(tmp_path: Path) -> None:
+    receiver = OTLPReceiver(GRPC, free_port())
+    exporters = _exporters(tmp_path, receiver)
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    try:
+        # not spans: the encoder raises, as a bug in an exporter would
+        assert exporters.traces.export([object(), object()]) is SpanExportResult.FAILURE
+        status = exporters.signal_status("traces")
+        assert status.dropped_by_reason == {"export_error": 2} and status.failures == 1
+    finally:
+        exporters.traces.shutdown()
+
+
+def test_without_a_spool_a_failed_export_is_counted(tmp_path: Path) -> None:
+    receiver = OTLPReceiver(GRPC, free_port())  # down
+    exporters = _exporters(tmp_path, receiver, spool_max_bytes=0)
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporters.traces))
+    _emit(provider, 0, 7)
+    provider.shutdown()
+    assert exporters.signal_status("traces").dropped_by_reason == {"export_failed": 7}

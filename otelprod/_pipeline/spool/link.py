@@ -100,7 +100,6 @@ class SignalLink:
         self.closed = False
         #: set at shutdown (monotonic): no wait outlasts it; later batches are spooled
         self.deadline: float | None = None
-        self.spool_errors = 0
         self._wake = threading.Condition()  # answers and the deadline wake the live wait
         #: cut sends -> their held copy (None: no copy: the spool failed), items, and the
         #: reason they count as dropped if the late answer is a failure
@@ -225,7 +224,6 @@ class SignalLink:
         return True
 
     def _spool_failed(self, exc: SpoolWriteError) -> None:
-        self.spool_errors += 1
         if self._say_once("write"):  # once, not once per batch (a full disk stays full)
             _log.warning("otelprod spool: %s: %s that the collector does not take is "
                          "dropped until it can", exc, self.signal)
@@ -328,8 +326,8 @@ class SignalLink:
     def _send_segment(self, segment: Segment, timeout: float) -> None:
         try:
             claim = self.spool.claim(segment)
-        except OSError as exc:
-            self._set_aside(segment, f"cannot claim it: {exc}")
+        except OSError:  # counted, and said, by the spool
+            self._set_aside(segment)
             return
         if claim is None:
             return  # another process (or thread) took it
@@ -346,7 +344,8 @@ class SignalLink:
             return
         except OSError as exc:
             claim.release()
-            self._set_aside(segment, f"cannot read it: {exc}")
+            self.spool.failed(f"cannot read {segment.name}: {exc}")
+            self._set_aside(segment)
             return
         try:
             self.sender.send(data, timeout)
@@ -364,16 +363,14 @@ class SignalLink:
         self.health.record(True)
         self._up()
 
-    def _set_aside(self, segment: Segment, why: str) -> None:
+    def _set_aside(self, segment: Segment) -> None:
         """Leave ``segment`` alone for a while (its own backoff), then try it again."""
-        self.spool_errors += 1
-        self.spool.problem = f"{segment.name}: {why}"
         _, delay = self._aside.get(segment.name, (0.0, 0.0))
         delay = min(self.policy.retry_max, max(self.policy.retry_initial, delay * 2))
         self._aside[segment.name] = (time.monotonic() + delay, delay)
         if self._say_once("aside"):
-            _log.warning("otelprod spool: %s (%s); it stays on disk and is tried again later",
-                         truncate(self.spool.problem, 300), self.spool.path)
+            _log.warning("otelprod spool: %s; it stays on disk and is tried again later",
+                         truncate(self.spool.problem or segment.name, 300))
 
     def save_drops(self) -> None:
         """Append the losses counted since the last save to the spool's drop log."""
@@ -442,5 +439,5 @@ class SignalLink:
         spool = self.spool
         return SpoolStatus(spooling=self.down, spool_bytes=spool.bytes_of(self.signal),
                            segments=len(spool.pending(self.signal)), spool_dir=str(spool.path),
-                           spool_errors=self.spool_errors, spool_problem=spool.problem)
+                           spool_errors=spool.errors, spool_problem=spool.problem)
 

@@ -192,7 +192,8 @@ class Claim:
             os.replace(self.path, self.spool.path / self.segment.name)
         except FileNotFoundError:
             return True  # already given back, or gone
-        except OSError:
+        except OSError as exc:
+            self.spool.failed(f"cannot give back {self.path.name}: {exc}")
             return False
         finally:
             self.spool._release_hold(self.path.name)
@@ -225,12 +226,13 @@ class SpoolDir:
         self.written = 0
         self._held: set[str] = set()  # claim files a live Claim object stands for
         self._undeleted: set[str] = set()  # claim files sent, whose deletion failed
-        #: the latest file-system failure, None once the directory works again
+        #: the latest file-system failure, None once a write works again
         self.problem: str | None = None
+        self.errors = 0  # file-system failures: to create, write, claim, read, rename, delete
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            self.problem = f"cannot create {self.path}: {exc}"
+            self.failed(f"cannot create {self.path}: {exc}")
             return
         self.recover()
         self.scan()
@@ -317,8 +319,8 @@ class SpoolDir:
                 self._release_hold(final.name)
             _unlink_quietly(tmp)
             reason = "spool_full" if exc.errno in _NO_ROOM else "spool_unusable"
-            self.problem = f"cannot write to {self.path}: {exc}"
-            raise SpoolWriteError(self.problem, reason) from exc
+            problem = self.failed(f"cannot write to {self.path}: {exc}")
+            raise SpoolWriteError(problem, reason) from exc
         _fsync_dir(self.path)
         self.problem = None
         with self._lock:
@@ -373,10 +375,18 @@ class SpoolDir:
         except FileNotFoundError:
             self._release_hold(target.name)
             return None
-        except OSError:
+        except OSError as exc:
             self._release_hold(target.name)
+            self.failed(f"cannot claim {segment.name}: {exc}")
             raise
         return Claim(self, segment, target)
+
+    def failed(self, problem: str) -> str:
+        """Note a file-system failure (counted; the latest is kept to be shown)."""
+        with self._lock:
+            self.errors += 1
+        self.problem = problem
+        return problem
 
     def _hold(self, name: str) -> None:
         with self._lock:
@@ -398,7 +408,7 @@ class SpoolDir:
             with self._lock:
                 self._undeleted.add(name)
                 self._held.discard(name)
-            self.problem = f"cannot delete {name}: {exc}"
+            self.failed(f"cannot delete {name}: {exc}")
         else:
             self._release_hold(name)
         self._forget_bytes(segment)
