@@ -14,6 +14,9 @@
 3. An instrumented call (a span with a log record in it) while the collector
    is down, i.e. everything goes to the disk spool, against the same call with
    the collector up. Target <= 1.2x: an outage must not slow the application.
+4. The same while the collector hangs (accepts connections and requests,
+   answers none): after one unanswered export (``export_hang_timeout``)
+   everything goes to the spool. Target <= 1.2x, and nothing dropped.
 
 Sides that need different global providers run in separate interpreters,
 alternating round by round; the median of the paired ratios is reported.
@@ -110,25 +113,30 @@ def call(i):
 for i in range(300):
     call(i)
 trace.get_tracer_provider().force_flush()
-time.sleep(0.5)  # down: the first failed export has happened, the spool is in use
+time.sleep(1.0)  # down or hung: the first failed export has happened, the spool is in use
 start = time.perf_counter()
 for i in range(n):
     call(i)
 elapsed = time.perf_counter() - start
-print(json.dumps({"us": elapsed / n * 1e6}))
+from otelprod._init import export_status
+print(json.dumps({"us": elapsed / n * 1e6, "dropped": export_status().dropped}))
 os._exit(0)  # not measuring shutdown; the spool dir is thrown away
 """
 
 
 def _paired(code: str, sides: tuple[tuple[str, dict[str, str]], ...], n: int,
-            rounds: int) -> tuple[float, float, float]:
-    """Median per-call µs of each side (two sides), and the median paired ratio."""
+            rounds: int, dropped: list[int] | None = None) -> tuple[float, float, float]:
+    """Median per-call µs of each side (two sides), and the median paired ratio;
+    ``dropped`` collects what the first side's children counted as dropped."""
     costs: list[list[float]] = [[], []]
     for round_ in range(rounds):
         order = (0, 1) if round_ % 2 == 0 else (1, 0)
         for index in order:
             side, env = sides[index]
-            costs[index].append(run_child(code, side, str(n), env=env)["us"])
+            out = run_child(code, side, str(n), env=env)
+            costs[index].append(out["us"])
+            if index == 0 and dropped is not None:
+                dropped.append(int(out.get("dropped", 0)))
     ratios = [a / b for a, b in zip(costs[0], costs[1], strict=True)]
     return statistics.median(costs[0]), statistics.median(costs[1]), statistics.median(ratios)
 
@@ -170,6 +178,19 @@ def run(quick: bool = False) -> list[Result]:
             results.append(Result("init: span+log with the collector down (spooling)",
                                   "µs/call", ours, "same, collector up", anchor,
                                   target="<= 1.2x", note=f"median paired ratio {ratio:.2f}x"))
+            hung_rec = receiver()
+            hung_rec.hang()  # accepts, never answers
+            try:
+                hung = {**up, "OTEL_EXPORTER_OTLP_ENDPOINT": hung_rec.endpoint}
+                dropped: list[int] = []
+                ours, anchor, ratio = _paired(UNIT, (("otelprod", hung), ("otelprod", up)), n,
+                                              rounds, dropped)
+            finally:
+                hung_rec.stop()
+            results.append(Result("init: span+log with the collector hung (spooling)",
+                                  "µs/call", ours, "same, collector up", anchor,
+                                  target="<= 1.2x", note=f"median paired ratio {ratio:.2f}x; "
+                                  f"dropped {sum(dropped)}"))
         finally:
             rec.stop()
     return results

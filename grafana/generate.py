@@ -103,6 +103,7 @@ HC_NAME = label(semconv.HEALTH_CHECK_NAME)
 HC_STATUS = label(semconv.HEALTH_STATUS)
 DLQ_NAME = label(semconv.DEADLETTER_QUEUE)
 SIGNAL = label(semconv.SIGNAL)
+REASON = label(semconv.REASON)
 # attributes of the system metrics (semantic conventions)
 CPU_IDLE = 'cpu_mode="idle"'
 MEMORY_USED = 'system_memory_state="used"'
@@ -549,10 +550,13 @@ def health_and_system() -> dict[str, Any]:
                             [target(f"max by (service_instance_id, {SIGNAL}) "
                                     f"({SPOOL_SIZE}{{{SEL}}})",
                                     "{{service_instance_id}} {{signal}}")], "bytes"), 8, 8),
-                (timeseries("Dropped telemetry", "Items given up on (spool full or too old).",
-                            [target(f"sum by ({SIGNAL}) (increase({EXPORT_DROPPED}{{{SEL}}}"
-                                    f"[{RI}]))", "{{signal}}")], "short", bars=True,
-                            thresholds=[(None, "green"), (1, "red")]), 8, 8),
+                (timeseries("Dropped telemetry",
+                            "Items that will never reach the collector, by signal and reason: "
+                            + ", ".join(semconv.DropReason.ALL) + " (README: \"How it "
+                            "behaves when things go wrong\").",
+                            [target(f"sum by ({SIGNAL}, {REASON}) (increase({EXPORT_DROPPED}"
+                                    f"{{{SEL}}}[{RI}]))", "{{signal}} {{reason}}")], "short",
+                            bars=True, thresholds=[(None, "green"), (1, "red")]), 8, 8),
                 (timeseries("Export failures", "Exports the collector did not accept.",
                             [target(f"sum by ({SIGNAL}) (rate({EXPORT_FAILURES}{{{SEL}}}"
                                     f"[{RI}]))", "{{signal}}")], "ops"), 8, 8),
@@ -636,10 +640,13 @@ def alert_rules() -> dict[str, Any]:
              "More than 5 % of the service's spans have status ERROR.",
              ("service-overview.json", "Errors per second by span")),
         rule("otelprod-exporter-dropping", "Exporter dropping telemetry",
-             f"sum by (service_name, {SIGNAL}) (increase({EXPORT_DROPPED}[5m]))",
+             f"sum by (service_name, {SIGNAL}, {REASON}) (increase({EXPORT_DROPPED}[5m]))",
              0, "0s", "warning",
-             "{{ $labels.service_name }} dropped {{ $labels.signal }} telemetry",
-             "The service's spool was full or its data too old: telemetry was lost.",
+             "{{ $labels.service_name }} dropped {{ $labels.signal }} telemetry "
+             "({{ $labels.reason }})",
+             "Telemetry was lost for good; the reason says where: queue_full (the SDK's "
+             "in-memory queue), spool_full or spool_unusable (the disk spool), corrupt_segment "
+             "or segment_lost (a spooled file), shutdown_deadline, rejected (by the collector).",
              ("health-system.json", "Dropped telemetry")),
     ]
     return {"apiVersion": 1,

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from otelprod import _uncaught, semconv
-from otelprod._pipeline import frameworks, server_logs
+from otelprod._pipeline import frameworks, server_logs, sigterm
 from otelprod._pipeline.fork import prepare_for_fork
 from otelprod._pipeline.http_conventions import prepare_environment
 from otelprod._pipeline.instrumentation import Instrumentation, activate
@@ -113,6 +113,8 @@ def _start(settings: Settings, explicit_env: bool, config_overrides: dict[str, A
     resource = scrub_resource(build_resource(settings, explicit_environment=explicit_env))
     _pipeline = install(settings, resource)
     prepare_for_fork(_pipeline)
+    if settings.sigterm_flush and _pipeline.owned:
+        sigterm.install(_on_sigterm)
     _server_logs = server_logs.attach(_pipeline.log_handler, _pipeline.tracer_provider,
                                       access_logs=settings.server_access_logs)
 
@@ -221,12 +223,34 @@ def shutdown(timeout: float | None = None) -> bool:
     budget = timeout if timeout is not None else (
         pipeline.settings.shutdown_timeout if pipeline else 5.0)
     deadline = time.monotonic() + budget
-    if system is not None:
-        try:
-            system.stop()
-        except Exception:
-            _log.debug("otelprod: stopping the production features failed", exc_info=True)
-    return pipeline.shutdown(deadline) if pipeline is not None else True
+    with sigterm.shutting_down(budget + 1.0):  # a SIGTERM meanwhile waits for the flush
+        if system is not None:
+            try:
+                system.stop()
+            except Exception:
+                _log.debug("otelprod: stopping the production features failed",
+                           exc_info=True)
+        flushed = pipeline.shutdown(deadline) if pipeline is not None else True
+        sigterm.uninstall()
+    return flushed
+
+
+def _flush(timeout: float | None = None) -> bool:
+    """Export what the providers hold now, within ``timeout`` seconds; they keep running."""
+    pipeline = _pipeline
+    if pipeline is None:
+        return True
+    budget = timeout if timeout is not None else pipeline.settings.shutdown_timeout
+    return pipeline.flush(time.monotonic() + budget)
+
+
+def _on_sigterm(final: bool) -> None:
+    """SIGTERM: a full shutdown when the process ends with it, else a flush (the
+    application's or server's own handler, called next, decides what follows)."""
+    if final:
+        shutdown()
+    else:
+        _flush()
 
 
 def _shutdown_at_exit() -> None:

@@ -258,6 +258,26 @@ METRIC_EXPORT_SPOOL_SIZE: Final = "otelprod.export.spool.size"
 METRIC_EXPORT_DROPPED: Final = "otelprod.export.dropped"
 METRIC_EXPORT_FAILURES: Final = "otelprod.export.failures"
 SIGNAL: Final = "signal"
+#: why ``otelprod.export.dropped`` items were lost (a :class:`DropReason` value)
+REASON: Final = "reason"
+
+
+class DropReason:
+    """Where telemetry was lost: the ``reason`` of ``otelprod.export.dropped``."""
+
+    QUEUE_FULL: Final = "queue_full"  # the SDK's in-memory batch queue was full
+    SPOOL_FULL: Final = "spool_full"  # the spool bound, or the disk/file-size limit
+    SPOOL_UNUSABLE: Final = "spool_unusable"  # the spool directory cannot be written
+    CORRUPT_SEGMENT: Final = "corrupt_segment"  # a spooled segment was damaged
+    SEGMENT_LOST: Final = "segment_lost"  # a claimed segment vanished before it was sent
+    SHUTDOWN_DEADLINE: Final = "shutdown_deadline"  # still queued when the deadline passed
+    AFTER_SHUTDOWN: Final = "after_shutdown"  # emitted after the pipeline was shut down
+    REJECTED: Final = "rejected"  # the collector answered with a non-retryable error
+    EXPORT_FAILED: Final = "export_failed"  # the SDK exporter failed (spool disabled)
+    EXPORT_ERROR: Final = "export_error"  # the exporter raised (a bug, e.g. in encoding)
+    ALL: Final = ("queue_full", "spool_full", "spool_unusable", "corrupt_segment",
+                  "segment_lost", "shutdown_deadline", "after_shutdown", "rejected",
+                  "export_failed", "export_error")
 
 
 class Signal:

@@ -26,12 +26,14 @@ fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -e ".[test,bench]"
 echo "== $("$VENV/bin/python" --version) in $VENV"
+# caches per environment: CI runs two Pythons at once in one checkout
+export MYPY_CACHE_DIR="$VENV/.mypy_cache" RUFF_CACHE_DIR="$VENV/.ruff_cache"
 
 "$VENV/bin/ruff" check otelprod tests benchmarks
 "$VENV/bin/mypy"
 # the pipeline, the compatibility modules and the fork registry are held to --strict
 "$VENV/bin/mypy" --strict otelprod/_pipeline otelprod/_compat otelprod/_forks.py
 # the layout: layers, no cycles, features on the OpenTelemetry API only (pyproject.toml)
-"$VENV/bin/lint-imports"
+"$VENV/bin/lint-imports" --cache-dir "$VENV/.import_linter_cache"
 # pytest exits 5 when it collects no test: that must fail, and it does here.
-"$VENV/bin/python" -m pytest "$@"
+"$VENV/bin/python" -m pytest -o cache_dir="$VENV/.pytest_cache" "$@"

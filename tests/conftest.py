@@ -88,6 +88,15 @@ _logs.set_logger_provider(_lp := LoggerProvider())
 _lp.add_log_record_processor(SimpleLogRecordProcessor(_TELEMETRY.log_exporter))
 
 
+@pytest.fixture(autouse=True)
+def _forget_finished_telemetry() -> Iterator[None]:
+    """Tests that do not look at the in-memory spans and log records still make them:
+    forget them after each test, or the test process grows by gigabytes."""
+    yield
+    _TELEMETRY.span_exporter.clear()
+    _TELEMETRY.log_exporter.clear()
+
+
 @pytest.fixture
 def telemetry() -> Telemetry:
     _TELEMETRY.reset()

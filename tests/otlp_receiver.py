@@ -3,7 +3,10 @@
 It speaks gRPC (the service definitions of ``opentelemetry-proto`` on
 ``grpcio``) or HTTP/protobuf (``http.server``), keeps every request it got,
 and flattens them into plain dicts that tests can assert on. It can be
-stopped and started again on the same port to simulate a collector outage.
+stopped and started again on the same port to simulate a collector outage,
+and made to hang: :meth:`OTLPReceiver.hang` keeps accepting connections and
+requests but answers none (a collector that stalled), until :meth:`unhang`;
+the requests it held are then dropped unanswered and never recorded.
 """
 
 from __future__ import annotations
@@ -69,6 +72,9 @@ class OTLPReceiver:
         self._thread: threading.Thread | None = None
         #: When set, every export is answered with this failure (gRPC status or HTTP code).
         self.fail_with: int | None = None
+        self._answering = threading.Event()  # cleared while hung
+        self._answering.set()
+        self.held = 0  # requests that arrived while hung (never answered, never recorded)
 
     # --- lifecycle --------------------------------------------------------------
     @property
@@ -82,15 +88,36 @@ class OTLPReceiver:
             self._start_http()
         return self
 
-    def stop(self) -> None:
+    def stop(self, grace: float | None = None) -> None:
+        """Stop listening. ``grace``: let requests under way finish first (a collector
+        that restarts cleanly); None drops them (a crash: one may be recorded while its
+        answer is lost, and sent again)."""
         if self._server is None:
             return
+        self.unhang()
         if self.protocol == GRPC:
-            self._server.stop(grace=None)
+            self._server.stop(grace=grace).wait()
         else:
             self._server.shutdown()
             self._server.server_close()
         self._server = None
+
+    def hang(self) -> None:
+        """Accept connections and requests from now on, and answer none."""
+        self._answering.clear()
+
+    def unhang(self) -> None:
+        """Answer again; the requests held meanwhile are dropped without an answer."""
+        self._answering.set()
+
+    def _stall(self) -> bool:
+        """In a request: True when it arrived while hung (it was held, then dropped)."""
+        if self._answering.is_set():
+            return False
+        with self._lock:
+            self.held += 1
+        self._answering.wait()
+        return True
 
     def __enter__(self) -> OTLPReceiver:
         return self.start()
@@ -110,14 +137,19 @@ class OTLPReceiver:
 
             class Servicer(base):  # type: ignore[misc, valid-type]
                 def Export(self, request, context):
+                    if receiver._stall():
+                        context.abort(grpc.StatusCode.UNAVAILABLE, "held while hung")
                     if receiver.fail_with is not None:
                         context.abort(grpc.StatusCode(receiver.fail_with), "failing on purpose")
+                    if not context.is_active():  # the client gave up while it was queued
+                        context.abort(grpc.StatusCode.CANCELLED, "the client gave up")
                     receiver._record(signal, request)
                     return response()
 
             return Servicer()
 
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        # enough workers that requests held while hung do not starve the others
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(
             servicer(trace_service_pb2_grpc.TraceServiceServicer, "traces",
                      trace_service_pb2.ExportTraceServiceResponse), server)
@@ -147,6 +179,9 @@ class OTLPReceiver:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if receiver._stall():
+                    self.close_connection = True  # no answer at all
+                    return
                 route = routes.get(self.path)
                 if route is None:
                     self._reply(404, b"")

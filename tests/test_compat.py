@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
+from typing import Any
 
 import grpc
 import pytest
@@ -35,6 +37,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from otelprod._compat import otel_api, otel_instrumentation, otel_sdk, stdlib
+from tests.conftest import run_python
 from tests.otlp_receiver import HTTP, OTLPReceiver, free_port
 
 
@@ -163,6 +166,56 @@ def test_the_batch_log_processor_queue_reaches_its_exporter() -> None:
             accessor(object())
 
 
+class _StuckExporter:
+    """Holds the batch processor's worker in its first export, so the queue fills up."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.exported = 0
+
+    def export(self, batch: list[object]) -> None:
+        self.release.wait(10)
+        self.exported += len(batch)
+
+    def shutdown(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def force_flush(self, *args: object) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("kind", ["spans", "logs"])
+def test_batch_processor_queue_drops_are_counted_exactly(kind: str) -> None:
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    exporter = _StuckExporter()
+    cls: Any = BatchSpanProcessor if kind == "spans" else BatchLogRecordProcessor
+    processor = cls(exporter, max_queue_size=10, max_export_batch_size=5,
+                    schedule_delay_millis=60_000)
+    told: list[tuple[int, str]] = []
+    reconcile = otel_sdk.count_queue_drops(processor, lambda n, why: told.append((n, why)))
+    batch = processor._batch_processor
+    for i in range(25):  # the worker takes one batch and is stuck: most do not fit
+        batch.emit(i)
+    reconcile()
+    assert otel_sdk.queued(processor) == 10
+    exporter.release.set()
+    processor.shutdown()
+    reconcile()
+    dropped = sum(n for n, why in told if why == "queue_full")
+    assert dropped > 0 and dropped + exporter.exported == 25  # exact, whatever the timing
+    batch.emit(99)  # after the shutdown: refused, and told so
+    assert told[-1] == (1, "already_shutdown")
+
+
+def test_a_batch_processor_without_its_internals_is_named() -> None:
+    with pytest.raises(otel_sdk.MissingInternal, match="'_batch_processor'"):
+        otel_sdk.count_queue_drops(object(), lambda n, why: None)
+    with pytest.raises(otel_sdk.MissingInternal, match="'_batch_processor'"):
+        otel_sdk.queued(object())
+
+
 # --- opentelemetry-api -------------------------------------------------------------------------
 def test_the_current_span_key_finds_the_current_span() -> None:
     key = otel_api.current_span_key()
@@ -186,6 +239,16 @@ def test_the_instrumentor_singleton_and_its_process() -> None:
 
 
 # --- the standard library --------------------------------------------------------------------
+def test_threading_says_when_the_interpreter_exits() -> None:
+    assert stdlib.threads_refused() is False
+    result = run_python("""
+    import atexit
+    from otelprod._compat import stdlib
+    atexit.register(lambda: print("at exit:", stdlib.threads_refused()))
+    """)
+    assert result.returncode == 0 and result.stdout.strip() == "at exit: True", result.stderr
+
+
 def test_itertools_count_repr_gives_the_calls() -> None:
     counter = itertools.count()
     for _ in range(42):

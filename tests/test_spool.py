@@ -23,9 +23,17 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from otelprod import semconv
 from otelprod._pipeline.exporters import build_otlp_exporters
 from otelprod._pipeline.settings import load_settings
-from otelprod._pipeline.spool.link import Policy, SendError, SignalLink
-from otelprod._pipeline.spool.store import SpoolDir, describe, owner_token, service_dir
-from otelprod._pipeline.status import ExportHealth
+from otelprod._pipeline.spool.link import Policy, SignalLink
+from otelprod._pipeline.spool.report import describe
+from otelprod._pipeline.spool.store import (
+    DamagedSegment,
+    SpoolDir,
+    SpoolFull,
+    owner_token,
+    service_dir,
+)
+from otelprod._pipeline.spool.wire import InFlight, SendError
+from otelprod._pipeline.status import DropLedger, ExportHealth
 from tests.conftest import REPO
 from tests.otlp_receiver import GRPC, OTLPReceiver, free_port
 
@@ -70,35 +78,37 @@ def test_released_claim_is_pending_again(tmp_path: Path) -> None:
     assert [s.name for s in spool.pending()] == [segment.name]
 
 
-def test_damaged_segment_is_dropped_and_counted(tmp_path: Path) -> None:
-    spool = SpoolDir(tmp_path, max_bytes=1_000_000)
+def test_damaged_segment_is_refused_and_its_drop_counted(tmp_path: Path) -> None:
+    dropped: list[tuple[str, int, str]] = []
+    spool = SpoolDir(tmp_path, max_bytes=1_000_000, on_drop=lambda *d: dropped.append(d))
     segment = spool.write("logs", b"0123456789", 4)
     (tmp_path / segment.name).write_bytes(b"0123456780")  # one flipped byte
     claim = spool.claim(segment)
-    assert claim is not None and claim.read() is None
-    assert spool.dropped["logs"] == 4 and spool.pending() == []
+    assert claim is not None
+    with pytest.raises(DamagedSegment):
+        claim.read()
+    claim.drop("corrupt_segment")
+    assert dropped == [("logs", 4, "corrupt_segment")] and spool.pending() == []
 
 
 def test_bound_drops_oldest_first_and_counts_items(tmp_path: Path) -> None:
-    dropped: list[tuple[str, int]] = []
-    spool = SpoolDir(tmp_path, max_bytes=1000, on_drop=lambda s, n: dropped.append((s, n)))
+    dropped: list[tuple[str, int, str]] = []
+    spool = SpoolDir(tmp_path, max_bytes=1000, on_drop=lambda *d: dropped.append(d))
     names = [spool.write("traces", bytes([i]) * 300, 10 + i).name for i in range(10)]
     left = [s.name for s in spool.pending()]
     assert left == names[-3:]  # 3 x 300 bytes fit in 1000
     assert spool.total_bytes <= 1000
     assert spool.dropped["traces"] == sum(10 + i for i in range(7))
-    assert dropped == [("traces", 10 + i) for i in range(7)]
+    assert dropped == [("traces", 10 + i, "spool_full") for i in range(7)]
 
 
-def test_batch_larger_than_the_bound_is_dropped_not_everything_else(tmp_path: Path) -> None:
-    from otelprod._pipeline.spool.store import SpoolFull
-
+def test_batch_larger_than_the_bound_is_refused_not_everything_else(tmp_path: Path) -> None:
     spool = SpoolDir(tmp_path, max_bytes=1000)
     kept = spool.write("logs", b"k" * 500, 1)
-    with pytest.raises(SpoolFull):
+    with pytest.raises(SpoolFull) as refused:
         spool.write("logs", b"x" * 1001, 7)
+    assert refused.value.reason == "spool_full"  # the caller counts the batch
     assert [s.name for s in spool.pending()] == [kept.name]
-    assert spool.dropped["logs"] == 7
 
 
 def test_bad_bound_is_a_clear_error(tmp_path: Path) -> None:
@@ -135,6 +145,20 @@ def test_claims_and_temp_files_of_dead_processes_are_recovered(tmp_path: Path) -
     assert [s.name for s in spool.pending()] == [segment.name]
     assert not (tmp_path / f".tmp-{dead}-7").exists()
     assert owner_token() != dead
+
+
+def test_recover_never_gives_back_a_claim_in_use_but_settles_a_stale_one(
+        tmp_path: Path) -> None:
+    spool = SpoolDir(tmp_path, max_bytes=1_000_000)
+    in_use = spool.claim(spool.write("traces", b"sending", 1))
+    held = spool.write_claimed("traces", b"unanswered", 1)
+    stale = spool.write("traces", b"release failed", 1)  # claimed by us, no Claim object
+    os.rename(tmp_path / stale.name, tmp_path / f"{stale.name}.claim-{owner_token()}")
+    assert in_use is not None and spool.pending() == []
+    assert spool.recover() == 1  # only the stale one goes back
+    assert [s.name for s in spool.pending()] == [stale.name]
+    in_use.done()
+    assert held.release() and len(spool.pending()) == 2
 
 
 _CLAIMER = """
@@ -177,6 +201,8 @@ class FakeSender:
         self.attempts = 0
         self.took: list[bytes] = []
         self.lock = threading.Lock()
+        self.hung = False
+        self.unanswered: list[tuple[bytes, InFlight]] = []
 
     def send(self, data: bytes, timeout: float) -> None:
         with self.lock:
@@ -187,17 +213,39 @@ class FakeSender:
                 raise SendError("UNAVAILABLE", retryable=True)
             self.took.append(data)
 
+    def start(self, data: bytes, timeout: float, inflight: InFlight) -> bool:
+        """Answers at once, or (``hung``) only when the test calls :meth:`answer`."""
+        if self.hung:
+            with self.lock:
+                self.unanswered.append((data, inflight))
+            return True
+        try:
+            self.send(data, timeout)
+        except SendError as error:
+            inflight.finish(error)
+        else:
+            inflight.finish(None)
+        return True
+
+    def answer(self, ok: bool) -> None:
+        """The hung collector answers every send it holds: took it, or failed."""
+        with self.lock:
+            unanswered, self.unanswered = self.unanswered, []
+            if ok:
+                self.took.extend(data for data, _ in unanswered)
+        for _, inflight in unanswered:
+            inflight.finish(None if ok else SendError("DEADLINE_EXCEEDED", retryable=True))
+
     def close(self) -> None:
         pass
 
 
 def make_link(tmp_path: Path, sender: FakeSender, max_bytes: int = 10**7,
-              policy: Policy = FAST) -> tuple[SignalLink, list[tuple[str, int]]]:
-    drops: list[tuple[str, int]] = []
-    spool = SpoolDir(tmp_path, max_bytes=max_bytes)
-    link = SignalLink("logs", sender, spool, policy, ExportHealth("logs"),
-                      lambda s, n: drops.append((s, n)))
-    return link, drops
+              policy: Policy = FAST) -> tuple[SignalLink, DropLedger]:
+    ledger = DropLedger()
+    spool = SpoolDir(tmp_path, max_bytes=max_bytes, on_drop=ledger.record)
+    link = SignalLink("logs", sender, spool, policy, ExportHealth("logs"), ledger)
+    return link, ledger
 
 
 def test_known_down_collector_is_not_waited_on(tmp_path: Path) -> None:
@@ -242,7 +290,7 @@ def test_rejected_batches_are_dropped_and_counted(tmp_path: Path) -> None:
     try:
         sender.reject = True
         assert link.submit(b"bad", 5) is False
-        assert drops == [("logs", 5)] and link.status()["dropped"] == 5
+        assert drops.by_reason() == {"rejected": 5}
         assert not link.down and link.status()["segments"] == 0
     finally:
         link.close(0.1)
@@ -260,7 +308,8 @@ def test_unwritable_spool_drops_counts_and_never_raises(tmp_path: Path) -> None:
         (tmp_path / "spool").write_text("a file where the directory was")
         for _ in range(3):
             assert link.submit(b"batch", 2) is False
-        assert drops == [("logs", 2)] * 3 and link.status()["dropped"] == 6
+        assert drops.by_reason("logs") == {"spool_unusable": 6}
+        assert link.status()["spool_errors"] == 3
     finally:
         link.close(0.1)
 
@@ -287,6 +336,78 @@ def test_close_flushes_what_it_can_and_leaves_the_rest_on_disk(tmp_path: Path) -
     link2, _ = make_link(tmp_path, sender2, policy=slow)
     assert link2.close(2.0) is True  # the next process's shutdown sends them
     assert sender2.took == [f"{i}".encode() for i in range(5)]
+
+
+# --- a collector that does not answer ---------------------------------------------------
+HANG = Policy(export_timeout=5.0, hang_timeout=0.2, retry_initial=30, retry_max=60,
+              poll_interval=30)
+
+
+def test_an_unanswered_send_is_held_on_disk_and_a_late_success_deletes_it(
+        tmp_path: Path) -> None:
+    sender = FakeSender()
+    sender.hung = True
+    link, ledger = make_link(tmp_path, sender, policy=HANG)
+    try:
+        assert link.submit(b"batch", 3) is True  # cut after hang_timeout, not export_timeout
+        assert link.down
+        held = list(tmp_path.glob("*.otlp.claim-*"))
+        assert len(held) == 1  # on disk, but claimed: no replay, no other process
+        assert link.spool.pending() == []
+        assert link.submit(b"next", 1) is True and sender.attempts == 0  # straight to disk
+        sender.answer(ok=True)  # the late answer: the collector took it
+        assert not list(tmp_path.glob("*.claim-*"))
+        assert [s.count for s in link.spool.pending()] == [1]  # only "next" is left
+        assert ledger.total() == 0
+    finally:
+        link.close(0.1)
+
+
+def test_a_late_failure_releases_the_held_copy_for_the_replay(tmp_path: Path) -> None:
+    sender = FakeSender()
+    sender.hung = True
+    link, ledger = make_link(tmp_path, sender, policy=HANG)
+    try:
+        link.submit(b"batch", 3)
+        sender.answer(ok=False)
+        assert [s.count for s in link.spool.pending()] == [3]
+        sender.hung, sender.up = False, True
+        assert link.flush(2.0) is True
+        assert sender.took == [b"batch"] and ledger.total() == 0  # sent once, by the replay
+    finally:
+        link.close(0.1)
+
+
+def test_the_shutdown_deadline_cuts_a_wait_under_way(tmp_path: Path) -> None:
+    sender = FakeSender()
+    sender.hung = True
+    slow_hang = Policy(export_timeout=30.0, hang_timeout=30.0, retry_initial=30,
+                       retry_max=60, poll_interval=30)
+    link, _ = make_link(tmp_path, sender, policy=slow_hang)
+    done = threading.Event()
+    threading.Thread(target=lambda: (link.submit(b"batch", 2), done.set()), daemon=True).start()
+    time.sleep(0.2)
+    assert not done.is_set()  # waiting for the answer
+    link.set_deadline(time.monotonic())  # shutdown: the wait ends now
+    assert done.wait(5)
+    assert len(list(tmp_path.glob("*.claim-*"))) == 1
+    link.close(0.1)  # still unanswered: the held copy goes back for the next process
+    assert [s.count for s in SpoolDir(tmp_path).pending()] == [2]
+
+
+def test_a_loss_is_said_again_after_a_minute_with_the_count(caplog: Any) -> None:
+    now = [0.0]
+    ledger = DropLedger(clock=lambda: now[0])
+    with caplog.at_level("WARNING", logger="otelprod._pipeline.export"):
+        ledger.record("traces", 5, "queue_full")
+        ledger.record("traces", 7, "queue_full")
+        now[0] = 61.0
+        ledger.record("traces", 1, "queue_full")
+    said = [r.getMessage().split(":")[1].strip() for r in caplog.records]
+    assert said == ["5 traces dropped (queue_full)", "8 traces dropped (queue_full)"]
+    assert ledger.by_reason() == {"queue_full": 13}
+    assert ledger.take_unsaved() == {("traces", "queue_full"): 13}
+    assert ledger.take_unsaved() == {}
 
 
 # --- the real exporters, in process, against the loopback receiver -----------------------
@@ -316,13 +437,15 @@ def test_tiny_spool_drops_oldest_and_counts_app_unaffected(tmp_path: Path,
         for round_ in range(20):  # 2000 spans, about 10x what the bound holds
             _emit(provider, round_ * 100, 100)
             provider.force_flush()
-        status = exporters.traces.spool_status()
-        assert status["dropped"] > 0 and status["spooling"] is True
-        assert status["spool_bytes"] <= 40_000
-        dropped = status["dropped"]
+        status = exporters.signal_status("traces")
+        assert status.dropped > 0 and status.spooling is True
+        assert status.dropped_by_reason == {"spool_full": status.dropped}
+        assert status.spool_bytes <= 40_000
+        dropped = status.dropped
         seen = telemetry.metrics()
         counted = seen[semconv.METRIC_EXPORT_DROPPED]
-        assert sum(p.value for attrs, p in counted if attrs == {"signal": "traces"}) == dropped
+        assert sum(p.value for attrs, p in counted
+                   if attrs == {"signal": "traces", "reason": "spool_full"}) == dropped
         sizes = [p.value for attrs, p in seen[semconv.METRIC_EXPORT_SPOOL_SIZE]
                  if attrs == {"signal": "traces"}]
         assert sizes and 0 < max(sizes) <= 40_000
@@ -400,3 +523,27 @@ def test_next_process_of_the_service_sends_what_a_dead_one_left(tmp_path: Path) 
             assert sorted(s["attributes"]["seq"] for s in receiver.spans()) == list(range(50))
         finally:
             exporters.traces.shutdown()
+
+
+def test_an_exporter_error_is_a_counted_loss_not_a_dead_batch_thread(tmp_path: Path) -> None:
+    receiver = OTLPReceiver(GRPC, free_port())
+    exporters = _exporters(tmp_path, receiver)
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    try:
+        # not spans: the encoder raises, as a bug in an exporter would
+        assert exporters.traces.export([object(), object()]) is SpanExportResult.FAILURE
+        status = exporters.signal_status("traces")
+        assert status.dropped_by_reason == {"export_error": 2} and status.failures == 1
+    finally:
+        exporters.traces.shutdown()
+
+
+def test_without_a_spool_a_failed_export_is_counted(tmp_path: Path) -> None:
+    receiver = OTLPReceiver(GRPC, free_port())  # down
+    exporters = _exporters(tmp_path, receiver, spool_max_bytes=0)
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporters.traces))
+    _emit(provider, 0, 7)
+    provider.shutdown()
+    assert exporters.signal_status("traces").dropped_by_reason == {"export_failed": 7}

@@ -81,3 +81,16 @@ def test_purge_needs_yes(tmp_path: Path) -> None:
     done = _cli(*args, "--yes")
     assert done.returncode == 0 and "Deleted 2 segments" in done.stdout
     assert not list(service_dir(tmp_path, "svc-d").glob("*.otlp"))
+
+
+def test_status_shows_what_was_dropped_by_reason(tmp_path: Path) -> None:
+    spool = _spool_spans(tmp_path, "svc-d", 1)
+    spool.log_drops({("traces", "queue_full"): 40, ("logs", "spool_full"): 7})
+    spool.log_drops({("traces", "queue_full"): 2})
+    result = _cli("--dir", str(tmp_path), "--service-name", "svc-d", "status", "--json")
+    info = json.loads(result.stdout)["svc-d"]
+    assert info["dropped"] == 49
+    assert info["dropped_by_reason"] == {"queue_full": 42, "spool_full": 7}
+    assert info["dropped_by_signal"] == {"traces": {"queue_full": 42}, "logs": {"spool_full": 7}}
+    text = _cli("--dir", str(tmp_path), "--service-name", "svc-d", "status").stdout
+    assert "dropped  traces          42 items (42 queue_full)" in text, text

@@ -87,3 +87,46 @@ def test_init_installs_it_and_a_collector_that_is_down_is_said_once() -> None:
     said = [line for line in result.stderr.splitlines()
             if "the collector does not take traces" in line]
     assert len(said) == 1, result.stderr
+
+
+def test_a_health_server_that_cannot_bind_is_said_with_its_address() -> None:
+    result = run_python("""
+    import socket
+    import otelprod
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    otelprod.init("stderr-test", health_port=port, health_host="127.0.0.1",
+                  system_metrics=False)
+    print(port)
+    otelprod.shutdown(timeout=3)
+    """, env=python_env(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9"), timeout=120)
+    assert result.returncode == 0, result.stderr
+    port = result.stdout.strip()
+    said = [line for line in result.stderr.splitlines() if "health server cannot listen" in line]
+    assert len(said) == 1 and f"127.0.0.1 port {port}" in said[0], result.stderr
+    assert "Address already in use" in said[0] and "Traceback" not in result.stderr
+
+
+def test_a_loss_is_said_once_per_reason_with_the_count() -> None:
+    result = run_python("""
+    import logging
+    from otelprod._pipeline.status import DropLedger
+    logging.basicConfig(format="%(message)s")  # the application shows warnings itself
+    ledger = DropLedger()
+    for _ in range(5):
+        ledger.record("traces", 10, "queue_full")
+    ledger.record("logs", 3, "spool_full")
+    print(ledger.by_reason(), ledger.by_reason("traces"))
+    """, env=python_env(), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ("{'queue_full': 50, 'spool_full': 3} "
+                                     "{'queue_full': 50}")
+    lines = result.stderr.splitlines()
+    assert lines == [
+        "otelprod: 10 traces dropped (queue_full): the SDK's in-memory queue was full (the "
+        "application produces faster than the export drains; OTEL_BSP_MAX_QUEUE_SIZE / "
+        "OTEL_BLRP_MAX_QUEUE_SIZE raise the bound)",
+        "otelprod: 3 logs dropped (spool_full): the disk spool is full (spool_max_bytes, or "
+        "the file system or file-size limit)"], result.stderr

@@ -29,6 +29,14 @@ attribute. What the SDK offers publicly is used instead wherever it exists.
   export thread falls behind, the
   callers translate their records themselves, and a record the queue drops
   is counted.
+* **Counting what a full queue drops.** The SDK's batch processors count the
+  items their full queue drops only in their own internal metrics (off by
+  default, not by otelprod's names, and not exactly: it checks for a full
+  queue before appending, while the worker may empty it meanwhile).
+  ``count_queue_drops`` replaces the processor's private ``_queue`` by a deque
+  that counts its appends and takes (a drop is then exact) and wraps its
+  private ``_metrics`` (told of drops after shutdown, and a cue to count);
+  ``queued`` reads what a shutdown left in the queue.
 * **After a fork.** The SDK renews ``service.instance.id`` in a forked child
   but not ``process.pid`` (only the opt-in process detector is re-run), and
   a child must not re-export the parent's counts: the providers'
@@ -42,10 +50,15 @@ imported from there directly.
 
 from __future__ import annotations
 
+import collections
 import inspect
+import itertools
+import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from otelprod._compat.stdlib import count_value
 
 
 class MissingInternal(AttributeError):
@@ -150,9 +163,135 @@ def batch_backlog(processor: object) -> tuple[Callable[[], int], int, int]:
     at once (its export thread is woken when that many wait)."""
     purpose = "to see how far the log export thread is behind"
     batch = _get(processor, "_batch_processor", purpose)
-    length: Callable[[], int] = _get(batch, "_queue", purpose).__len__
+    _get(batch, "_queue", purpose)
+
+    def length() -> int:  # the queue object may be replaced (count_queue_drops does)
+        return len(batch._queue)
+
     return (length, int(_get(batch, "_max_queue_size", purpose)),
             int(_get(batch, "_max_export_batch_size", purpose)))
+
+
+# --- the batch processors: what their queue drops ----------------------------------------
+_BATCH = "to count the items a full batch queue drops"
+
+
+class _CountingQueue(collections.deque):  # type: ignore[type-arg]
+    """The processor's queue, counting what goes in and what comes out.
+
+    What a full queue drops is then exactly ``appended - popped - len``. The
+    SDK's own drop count is not exact: it checks for a full queue before it
+    appends, while its worker may take items out in between. Each count is
+    an ``itertools.count`` (one atomic ``next()``): the appends, from many
+    application threads, never lose an increment.
+    """
+
+    def __init__(self, items: collections.deque) -> None:  # type: ignore[type-arg]
+        super().__init__(items, items.maxlen)
+        self.appended = itertools.count(len(items))
+        self.popped = itertools.count()
+
+    def appendleft(self, item: Any) -> None:
+        super().appendleft(item)
+        next(self.appended)  # after the append: the count never runs ahead of the queue
+
+    def pop(self) -> Any:  # type: ignore[override]  # deque.pop takes no index
+        next(self.popped)  # before the take: the count never lags behind the queue
+        return super().pop()
+
+    def clear(self) -> None:  # a forked child starts over (the SDK clears it after fork)
+        super().clear()
+        self.appended = itertools.count()
+        self.popped = itertools.count()
+
+    def lost(self) -> int:
+        """Items dropped so far; read appends first, pops last, so a take or an append
+        under way makes this smaller, never larger, than the truth."""
+        appended = count_value(self.appended)
+        queued = len(self)
+        return appended - queued - count_value(self.popped)
+
+
+def count_queue_drops(processor: object,
+                      on_drop: Callable[[int, str], object]) -> Callable[[], None]:
+    """Have ``on_drop(count, reason)`` told of every item ``processor`` (a
+    ``BatchSpanProcessor`` or ``BatchLogRecordProcessor``) drops: ``"queue_full"``
+    for its full queue, ``"already_shutdown"`` for one emitted after its shutdown.
+
+    Returns ``reconcile()``, which counts the queue's drops not told yet (the
+    processor's own signal of a drop comes just before the item is dropped, so
+    call it before reading totals: it is exact once the queue is at rest).
+    """
+    batch = _get(processor, "_batch_processor", _BATCH)
+    inner = _get(batch, "_metrics", _BATCH)
+    _get(inner, "drop_items", _BATCH)
+    queue = _CountingQueue(_get(batch, "_queue", _BATCH))
+    lock = _ForkAwareLock()
+    told = [0]
+
+    def reconcile() -> None:
+        with lock:
+            lost = queue.lost()
+            if lost < told[0]:  # the queue started over (a forked child)
+                told[0] = max(0, lost)
+            elif lost > told[0]:
+                on_drop(lost - told[0], "queue_full")
+                told[0] = lost
+
+    batch._queue = queue
+    batch._metrics = _CountingMetrics(inner, on_drop, reconcile)
+    return reconcile
+
+
+class _ForkAwareLock:
+    """A lock a forked child replaces: a parent thread may have held it at fork().
+
+    (``_compat`` does not import the fork registry: this lock renews itself by pid.)
+    """
+
+    def __init__(self) -> None:
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        if self._pid != os.getpid():
+            self._pid, self._lock = os.getpid(), threading.Lock()
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+class _CountingMetrics:
+    """The batch processor's own metrics object, also telling otelprod of each drop."""
+
+    def __init__(self, inner: Any, on_drop: Callable[[int, str], object],
+                 reconcile: Callable[[], None]) -> None:
+        self._inner = inner
+        self._on_drop = on_drop
+        self._reconcile = reconcile
+
+    def register_queue_size(self, get_queue_size: Callable[[], int]) -> None:
+        self._inner.register_queue_size(get_queue_size)
+
+    def drop_items(self, count: int, error_type: str = "queue_full") -> None:
+        try:
+            if error_type == "queue_full":
+                self._reconcile()  # the drops before this one; this one is counted next time
+            else:
+                self._on_drop(count, error_type)
+        except Exception:
+            pass
+        self._inner.drop_items(count, error_type)
+
+    def finish_items(self, count: int) -> None:
+        self._inner.finish_items(count)
+
+
+def queued(processor: object) -> int:
+    """How many items wait in ``processor``'s queue (after its shutdown: never exported)."""
+    batch = _get(processor, "_batch_processor", _BATCH)
+    return len(_get(batch, "_queue", _BATCH))
 
 
 # --- metric exporters ------------------------------------------------------------------------

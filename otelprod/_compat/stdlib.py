@@ -10,6 +10,8 @@
   ``next()`` on a count per attribute set (one atomic C call, no lock, about
   20 ns) and read the total from the repr, the only way to read it without
   advancing it.
+* ``threading._SHUTTING_DOWN`` says that the interpreter has begun to exit,
+  when Python 3.12 starts no new thread (:func:`threads_refused`).
 """
 
 from __future__ import annotations
@@ -36,3 +38,21 @@ def queue_listener_sentinel(listener: logging.handlers.QueueListener) -> Any:
         raise AttributeError(
             "logging.handlers.QueueListener has no attribute '_sentinel', which otelprod's "
             "JSON writer uses to stop its thread (see otelprod/_compat/stdlib.py)") from None
+
+
+def threads_refused() -> bool:
+    """Whether the interpreter has begun to exit (``threading._shutdown`` ran).
+
+    From then on Python 3.12 refuses to start a thread ("can't create new
+    thread at interpreter shutdown"); 3.13 allows it again. The exporters must
+    not begin a send that needs a new thread then (a gRPC future starts one),
+    and there is no public way to ask, so they read ``threading._SHUTTING_DOWN``.
+    """
+    import threading
+
+    try:
+        return bool(threading._SHUTTING_DOWN)  # type: ignore[attr-defined]
+    except AttributeError:
+        raise AttributeError("threading has no attribute '_SHUTTING_DOWN', which otelprod reads "
+                             "to avoid starting threads at interpreter exit (see "
+                             "otelprod/_compat/stdlib.py)") from None

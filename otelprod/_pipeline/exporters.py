@@ -6,9 +6,11 @@ protocol per signal, turns an explicit ``endpoint`` into per-signal URLs the
 way the specification does, and wraps each exporter so that a forked worker
 builds its own (gRPC channels and HTTP sessions must not cross a fork).
 
-Behind the exporters sits the disk spool (``_spool``, ``_spool_link``): what
-the collector does not take is kept on disk and sent when it is back, also by
-the next process of the service after a crash.
+Behind the exporters sits the disk spool (``spool.link``, ``spool.store``):
+what the collector does not take is kept on disk and sent when it is back,
+also by the next process of the service after a crash. Whatever is lost on
+the way, for whatever reason, is counted in the pipeline's
+:class:`~otelprod._pipeline.status.DropLedger`.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from otelprod import _forks, semconv
 from otelprod._compat import otel_sdk
 from otelprod._pipeline.settings import Settings
-from otelprod._pipeline.spool.link import Policy, SignalLink, SpoolStatus, encode, sender_for
+from otelprod._pipeline.spool.link import Policy, SignalLink, SpoolStatus
 from otelprod._pipeline.spool.store import SpoolDir, service_dir
-from otelprod._pipeline.status import ExportHealth, SignalStatus, record_drop
+from otelprod._pipeline.spool.wire import encode, item_count, sender_for
+from otelprod._pipeline.status import DropLedger, ExportHealth, SignalStatus
 from otelprod.errors import ConfigurationError
 
 GRPC = "grpc"
@@ -86,6 +89,16 @@ def resolve_targets(settings: Settings) -> dict[str, Target]:
     return targets
 
 
+#: Each channel has subchannels of its own: gRPC shares them process-wide by default,
+#: so the three signals' channels to one collector shared one connection's reconnect
+#: backoff (up to 2 minutes), and the new channel the link opens after UNAVAILABLE came
+#: back still in it; the spool's probes, with their own backoff, decide when to retry.
+#: The backoff of a channel itself is capped at a few seconds for the same reason.
+GRPC_CHANNEL_OPTIONS = (("grpc.use_local_subchannel_pool", 1),
+                        ("grpc.initial_reconnect_backoff_ms", 100),
+                        ("grpc.max_reconnect_backoff_ms", 2000))
+
+
 def _new_exporter(target: Target, timeout: float) -> Any:
     kwargs: dict[str, Any] = {"timeout": timeout}
     if target.endpoint:
@@ -103,6 +116,7 @@ def _new_exporter(target: Target, timeout: float) -> Any:
 
         cls: Any = {"traces": gtrace.OTLPSpanExporter, "metrics": gmetric.OTLPMetricExporter,
                     "logs": glog.OTLPLogExporter}[target.signal]
+        kwargs["channel_options"] = GRPC_CHANNEL_OPTIONS
     else:
         from opentelemetry.exporter.otlp.proto.http import (
             _log_exporter as hlog,
@@ -182,15 +196,20 @@ class SpoolConfig:
     max_bytes: int
     policy: Policy
 
-    def opener(self) -> _PerProcess[SpoolDir]:
+    def opener(self, ledger: DropLedger) -> _PerProcess[SpoolDir]:
         def open_spool() -> SpoolDir | None:
             try:
-                return SpoolDir(self.path, self.max_bytes, on_drop=record_drop)
+                spool = SpoolDir(self.path, self.max_bytes, on_drop=ledger.record)
             except (OSError, ValueError) as exc:
                 logging.getLogger("otelprod._pipeline.spool").warning(
                     "otelprod: cannot use the spool directory %s (%s); telemetry that cannot "
                     "be sent is dropped", self.path, exc)
                 return None
+            if spool.problem:  # the links still count every loss; the writes retry
+                logging.getLogger("otelprod._pipeline.spool").warning(
+                    "otelprod: the spool directory is not usable (%s); telemetry that cannot "
+                    "be sent is dropped (and counted) until it is", spool.problem)
+            return spool
         return _PerProcess(open_spool)
 
 
@@ -213,10 +232,11 @@ class _ForkSafe:
     signal: str
 
     def _setup(self, factory: Callable[[], Any], spool: SpoolConfig | None,
-               spool_dir: _PerProcess[SpoolDir] | None) -> None:
+               spool_dir: _PerProcess[SpoolDir] | None, ledger: DropLedger | None) -> None:
         self._factory = factory
         self._spool = spool
         self._spool_dir = spool_dir
+        self.ledger = ledger or DropLedger()
         self.health = ExportHealth(self.signal)
         self._inner: _PerProcess[_Proc] = _PerProcess(self._build)
         if spool is not None:
@@ -229,7 +249,7 @@ class _ForkSafe:
         spool_dir = self._spool_dir.get() if self._spool_dir is not None else None
         if self._spool is not None and spool_dir is not None:
             link = SignalLink(self.signal, sender_for(exporter, self.signal), spool_dir,
-                              self._spool.policy, self.health, record_drop)
+                              self._spool.policy, self.health, self.ledger)
         return _Proc(exporter, link)
 
     def start(self) -> None:
@@ -254,7 +274,9 @@ class _ForkSafe:
         """Send ``batch`` through the link, or through ``direct(sdk_exporter)`` without one.
 
         True when it was sent or spooled. An exporter bug must not kill the
-        batch thread: it counts as a failed export.
+        batch thread, nor lose the batch unseen: it is a failed export whose
+        items are counted as dropped (``export_error``), as are those of a
+        failed export without a spool (``export_failed``).
         """
         try:
             sent = self._send(batch, timeout)
@@ -265,23 +287,30 @@ class _ForkSafe:
             ok = direct(proc.exporter)
         except Exception as exc:
             self.health.record(False, repr(exc))
+            self.ledger.record(self.signal, item_count(self.signal, batch),
+                               semconv.DropReason.EXPORT_ERROR)
             return False
         self.health.record(ok)
+        if not ok:
+            self.ledger.record(self.signal, item_count(self.signal, batch),
+                               semconv.DropReason.EXPORT_FAILED)
         return ok
 
-    def set_deadline(self, deadline: float) -> None:
-        """From now on no export of this process outlasts ``deadline`` (monotonic)."""
+    def set_deadline(self, deadline: float | None) -> None:
+        """From now on no export of this process outlasts ``deadline`` (monotonic);
+        None lifts it."""
         link = self._link()
         if link is not None:
-            link.deadline = deadline
+            link.set_deadline(deadline)
 
     def spool_status(self) -> SpoolStatus:
-        """spooling, spool_bytes, dropped and segments of this signal, in this process."""
+        """spooling, spool_bytes, segments and spool errors of this signal, in this process."""
         link = self._link()
         if link is not None:
             return link.status()
-        return SpoolStatus(spooling=False, spool_bytes=0, dropped=0, segments=0,
-                           spool_dir=str(self._spool.path) if self._spool else None)
+        return SpoolStatus(spooling=False, spool_bytes=0, segments=0,
+                           spool_dir=str(self._spool.path) if self._spool else None,
+                           spool_errors=0, spool_problem=None)
 
     def _flush(self, timeout_millis: float) -> bool:
         proc = self._inner.current()
@@ -310,8 +339,9 @@ class ForkSafeSpanExporter(_ForkSafe, SpanExporter):
     signal = "traces"
 
     def __init__(self, factory: Callable[[], SpanExporter], spool: SpoolConfig | None = None,
-                 spool_dir: _PerProcess[SpoolDir] | None = None) -> None:
-        self._setup(factory, spool, spool_dir)
+                 spool_dir: _PerProcess[SpoolDir] | None = None,
+                 ledger: DropLedger | None = None) -> None:
+        self._setup(factory, spool, spool_dir, ledger)
 
     def export(self, spans: Sequence[Any]) -> SpanExportResult:
         ok = self._export(spans, None,
@@ -330,8 +360,9 @@ class ForkSafeLogExporter(_ForkSafe, LogRecordExporter):
 
     def __init__(self, factory: Callable[[], LogRecordExporter],
                  spool: SpoolConfig | None = None,
-                 spool_dir: _PerProcess[SpoolDir] | None = None) -> None:
-        self._setup(factory, spool, spool_dir)
+                 spool_dir: _PerProcess[SpoolDir] | None = None,
+                 ledger: DropLedger | None = None) -> None:
+        self._setup(factory, spool, spool_dir, ledger)
 
     def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
         ok = self._export(batch, None,
@@ -350,7 +381,8 @@ class ForkSafeMetricExporter(_ForkSafe, MetricExporter):
 
     def __init__(self, factory: Callable[[], MetricExporter],
                  spool: SpoolConfig | None = None,
-                 spool_dir: _PerProcess[SpoolDir] | None = None) -> None:
+                 spool_dir: _PerProcess[SpoolDir] | None = None,
+                 ledger: DropLedger | None = None) -> None:
         # The temporality and aggregation preferences come from the real exporter,
         # which then serves this process (a forked child builds its own).
         first, pid = [factory()], os.getpid()
@@ -361,7 +393,7 @@ class ForkSafeMetricExporter(_ForkSafe, MetricExporter):
         def first_then_new() -> MetricExporter:
             return first.pop() if first and os.getpid() == pid else factory()
 
-        self._setup(first_then_new, spool, spool_dir)
+        self._setup(first_then_new, spool, spool_dir, ledger)
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
                **kwargs: Any) -> MetricExportResult:
@@ -383,22 +415,34 @@ class Exporters:
     metrics: ForkSafeMetricExporter
     logs: ForkSafeLogExporter
     targets: dict[str, Target]
+    ledger: DropLedger
     spool: SpoolConfig | None = None
 
-    def set_deadline(self, deadline: float) -> None:
-        """Shutdown has begun: every export ends by ``deadline``, what remains is spooled."""
+    def set_deadline(self, deadline: float | None) -> None:
+        """Shutdown has begun: every export ends by ``deadline``, what remains is spooled
+        (None: the flush that set it is over)."""
         for exporter in (self.traces, self.metrics, self.logs):
             if isinstance(exporter, _ForkSafe):
                 exporter.set_deadline(deadline)
+
+    def save_drops(self) -> None:
+        """Append the losses not saved yet to the spool's drop log (for ``spool status``)."""
+        for exporter in (self.traces, self.metrics, self.logs):
+            link = exporter._link()
+            if link is not None:
+                link.save_drops()
+                return
 
     def signal_status(self, signal: str) -> SignalStatus:
         """Where ``signal`` goes, how its exports went, and what of it is spooled."""
         exporter: _ForkSafe = getattr(self, signal)
         target = self.targets[signal]
         health = exporter.health
+        by_reason = self.ledger.by_reason(signal)
         return SignalStatus(protocol=target.protocol, endpoint=target.describe(),
                             exports=health.exports, failures=health.failures,
                             connected=health.last_ok, last_error=health.last_error,
+                            dropped=sum(by_reason.values()), dropped_by_reason=by_reason,
                             **exporter.spool_status())
 
 
@@ -417,6 +461,7 @@ def spool_config(settings: Settings, service_name: str | None = None) -> SpoolCo
         return None
     retry_max = max(settings.spool_retry_max, settings.spool_retry_initial)
     policy = Policy(export_timeout=settings.export_timeout,
+                    hang_timeout=min(settings.export_hang_timeout, settings.export_timeout),
                     retry_initial=settings.spool_retry_initial, retry_max=retry_max,
                     poll_interval=min(1.0, retry_max), rescan_every=min(10.0, 10 * retry_max),
                     shutdown_timeout=settings.shutdown_timeout)
@@ -425,27 +470,30 @@ def spool_config(settings: Settings, service_name: str | None = None) -> SpoolCo
 
 
 def build_otlp_exporters(settings: Settings, *, spool: bool = True,
-                         service_name: str | None = None) -> Exporters:
+                         service_name: str | None = None,
+                         ledger: DropLedger | None = None) -> Exporters:
     """Fork-safe OTLP exporters for the three signals, with the disk spool behind them.
 
     ``spool=False`` gives plain SDK exporting (one real export, e.g. for
     ``otelprod doctor``). With the spool, a background thread starts at once so
     that what an earlier process of the service left on disk is sent soon.
+    Losses are counted in ``ledger`` (the pipeline's; a new one by default).
     """
     targets = resolve_targets(settings)
     timeout = settings.export_timeout
+    ledger = ledger or DropLedger()
     config = spool_config(settings, service_name) if spool else None
-    spool_dir = config.opener() if config is not None else None
+    spool_dir = config.opener(ledger) if config is not None else None
 
     def factory(signal: str) -> Callable[[], Any]:
         return lambda: _new_exporter(targets[signal], timeout)
 
-    traces = ForkSafeSpanExporter(factory("traces"), config, spool_dir)
-    metrics = ForkSafeMetricExporter(factory("metrics"), config, spool_dir)
-    logs = ForkSafeLogExporter(factory("logs"), config, spool_dir)
+    traces = ForkSafeSpanExporter(factory("traces"), config, spool_dir, ledger)
+    metrics = ForkSafeMetricExporter(factory("metrics"), config, spool_dir, ledger)
+    logs = ForkSafeLogExporter(factory("logs"), config, spool_dir, ledger)
     forked: list[_ForkSafe] = [traces, metrics, logs]
     exporters = Exporters(traces=traces, metrics=metrics, logs=logs, targets=targets,
-                          spool=config)
+                          ledger=ledger, spool=config)
     if config is not None:
         def start() -> None:
             for exporter in forked:

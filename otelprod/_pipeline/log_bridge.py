@@ -66,7 +66,6 @@ from otelprod import semconv
 from otelprod._compat import otel_sdk
 from otelprod._pipeline.scrubbing import ScrubbingLogRecordProcessor
 from otelprod._pipeline.settings import Settings
-from otelprod._pipeline.status import record_drop
 from otelprod._scrub import REDACTED, Scrubber, scrubber
 from otelprod.structured_logging._context import current as context_fields
 from otelprod.structured_logging._context import field_name
@@ -217,6 +216,14 @@ def exception_attributes(exc_info: Any) -> dict[str, Any]:
     return attributes
 
 
+#: told of log records lost: (signal, count, reason), e.g. the pipeline's DropLedger.record
+OnDrop = Callable[[str, int, str], object]
+
+
+def _ignore_drop(signal: str, count: int, reason: str) -> None:
+    pass
+
+
 class BridgeExporter(LogRecordExporter):
     """Translates the bridge's captured records in a batch, then hands it to ``inner``.
 
@@ -224,9 +231,11 @@ class BridgeExporter(LogRecordExporter):
     processor before the batch processor) and pass through unchanged.
     """
 
-    def __init__(self, inner: LogRecordExporter, translator: Translator) -> None:
+    def __init__(self, inner: LogRecordExporter, translator: Translator,
+                 on_drop: OnDrop = _ignore_drop) -> None:
         self._inner = inner
         self._translator = translator
+        self._on_drop = on_drop
 
     def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
         readable = self._translator.readable
@@ -241,7 +250,7 @@ class BridgeExporter(LogRecordExporter):
             except Exception:  # one odd record must not cost the batch
                 failed += 1
         if failed:
-            record_drop(semconv.Signal.LOGS, failed)
+            self._on_drop(semconv.Signal.LOGS, failed, semconv.DropReason.EXPORT_ERROR)
             _log.warning("otelprod: %d log records could not be translated and were dropped",
                          failed, exc_info=True)
         if not out:
@@ -280,12 +289,16 @@ class BridgeLoggerProvider(LoggerProvider):
     queue_size: int
     behind: int
 
-    def __init__(self, resource: Resource, exporter: LogRecordExporter) -> None:
+    def __init__(self, resource: Resource, exporter: LogRecordExporter, *,
+                 on_drop: OnDrop = _ignore_drop,
+                 schedule_delay_millis: float | None = None) -> None:
         limits = LogRecordLimits()
         super().__init__(resource=resource, shutdown_on_exit=False, log_record_limits=limits)
         self.translator = Translator(lambda: self.resource, limits)
-        batch = BatchLogRecordProcessor(
-            BridgeExporter(exporter, self.translator),
+        self.on_drop = on_drop
+        self.batch = batch = BatchLogRecordProcessor(
+            BridgeExporter(exporter, self.translator, on_drop),
+            schedule_delay_millis=schedule_delay_millis,
             max_queue_size=None if os.environ.get(OTEL_BLRP_MAX_QUEUE_SIZE, "").strip()
             else DEFAULT_QUEUE_SIZE)
         super().add_log_record_processor(ScrubbingLogRecordProcessor())
@@ -354,6 +367,8 @@ class LogBridge(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if self._stopped:
             self.dropped += 1
+            if self._ours is not None:
+                self._ours.on_drop(semconv.Signal.LOGS, 1, semconv.DropReason.AFTER_SHUTDOWN)
             return
         try:
             msg = record.msg
@@ -383,8 +398,7 @@ class LogBridge(logging.Handler):
             # logging thread): the caller translates its own record, leaving
             # that thread only the encoding and the sending.
             if backlog >= provider.queue_size:  # the queue drops its oldest to take this one
-                self.dropped += 1
-                record_drop(semconv.Signal.LOGS, 1)
+                self.dropped += 1  # (counted as queue_full by the pipeline's ledger)
             enqueue(self._translator.readable(captured))
         except Exception:
             self.handleError(record)

@@ -28,12 +28,13 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import DEFAULT_ON, ParentBasedTraceIdRatio, Sampler
 
 from otelprod import semconv
+from otelprod._compat import otel_sdk
 from otelprod._pipeline import stderr
 from otelprod._pipeline.exporters import Exporters, build_otlp_exporters
 from otelprod._pipeline.log_bridge import BridgeLoggerProvider, LogBridge, bridge_logging
 from otelprod._pipeline.scrubbing import ScrubbingMetricExporter, ScrubbingSpanExporter
 from otelprod._pipeline.settings import Settings
-from otelprod._pipeline.status import ExportStatus, prime_export_metrics
+from otelprod._pipeline.status import DropLedger, ExportStatus, prime_export_metrics
 from otelprod._scrub._logfilter import scrub_library_logs
 
 _log = logging.getLogger("otelprod.bootstrap")
@@ -59,6 +60,8 @@ class Pipeline:
     meter_provider: MeterProvider | None = None
     logger_provider: LoggerProvider | None = None
     exporters: Exporters | None = None
+    ledger: DropLedger = field(default_factory=DropLedger)  # every loss, by signal and reason
+    processors: dict[str, Any] = field(default_factory=dict)  # our batch processors by signal
     log_handler: LogBridge | None = None  # a logging.Handler; attach it to any logger
     stderr_handler: stderr.PersonHandler | None = None  # otelprod's warnings for a person
     owned: list[str] = field(default_factory=list)  # signals whose providers we installed
@@ -66,9 +69,11 @@ class Pipeline:
     def export_status(self) -> ExportStatus:
         """How the export is going, for the status report and the exporter health check."""
         if self.exporters is None:
+            by_reason = self.ledger.by_reason()
             return ExportStatus(enabled=self.mode is not PipelineMode.DISABLED,
                                 mode=self.mode.value,
-                                connected=True if self.mode is PipelineMode.CONSOLE else None)
+                                connected=True if self.mode is PipelineMode.CONSOLE else None,
+                                dropped=sum(by_reason.values()), dropped_by_reason=by_reason)
         return ExportStatus.of_signals(self.mode.value, {
             signal: self.exporters.signal_status(signal) for signal in semconv.Signal.ALL})
 
@@ -91,8 +96,41 @@ class Pipeline:
         flushed = True
         for signal in self.owned:
             flushed = _flush_then_stop(providers[signal], deadline) and flushed
+        self.ledger.reconcile()
+        for signal, processor in self.processors.items():  # what the deadline left queued
+            try:
+                self.ledger.record(signal, otel_sdk.queued(processor),
+                                   semconv.DropReason.SHUTDOWN_DEADLINE)
+            except Exception:
+                pass
+        if self.exporters is not None:
+            self.exporters.save_drops()
         if self.stderr_handler is not None:  # last: what the flush said reached a person
             stderr.uninstall(self.stderr_handler)
+        return flushed and time.monotonic() <= deadline
+
+    def flush(self, deadline: float) -> bool:
+        """Export what the providers we installed hold, by ``deadline``; keep them running.
+
+        Like :meth:`shutdown` in the calling thread, and as strict: an export the
+        deadline cuts goes to the spool.
+        """
+        if self.exporters is not None:
+            self.exporters.set_deadline(deadline)
+        providers: dict[str, Any] = {"traces": self.tracer_provider,
+                                     "metrics": self.meter_provider,
+                                     "logs": self.logger_provider}
+        flushed = True
+        try:
+            for signal in self.owned:
+                millis = max(1, int((deadline - time.monotonic()) * 1000))
+                try:
+                    flushed = bool(providers[signal].force_flush(millis)) and flushed
+                except Exception:
+                    flushed = False
+        finally:
+            if self.exporters is not None:
+                self.exporters.set_deadline(None)
         return flushed and time.monotonic() <= deadline
 
 
@@ -131,6 +169,7 @@ def install(settings: Settings, resource: Resource) -> Pipeline:
         "logs": isinstance(logger_provider, LoggerProvider),
     }
     exporters = None
+    ledger = DropLedger()
     span_exporter: SpanExporter
     metric_exporter: MetricExporter
     log_exporter: LogRecordExporter
@@ -146,12 +185,12 @@ def install(settings: Settings, resource: Resource) -> Pipeline:
             ConsoleSpanExporter(), ConsoleMetricExporter(), ConsoleLogExporter())
         mode = PipelineMode.CONSOLE
     else:
-        exporters = build_otlp_exporters(settings)
+        exporters = build_otlp_exporters(settings, ledger=ledger)
         span_exporter, metric_exporter, log_exporter = (
             exporters.traces, exporters.metrics, exporters.logs)
         mode = PipelineMode.OTLP
 
-    pipeline = Pipeline(settings, resource, mode, exporters=exporters)
+    pipeline = Pipeline(settings, resource, mode, exporters=exporters, ledger=ledger)
 
     scrub_library_logs()  # the SDK's own log lines quote endpoints
     if isinstance(tracer_provider, TracerProvider):
@@ -162,7 +201,11 @@ def install(settings: Settings, resource: Resource) -> Pipeline:
     else:
         tp = TracerProvider(resource=resource, shutdown_on_exit=False,
                             sampler=sampler(settings))
-        tp.add_span_processor(BatchSpanProcessor(ScrubbingSpanExporter(span_exporter)))
+        span_processor = BatchSpanProcessor(
+            ScrubbingSpanExporter(span_exporter),
+            schedule_delay_millis=_batch_delay_millis(settings, "OTEL_BSP_SCHEDULE_DELAY"))
+        _count_queue_drops(pipeline, "traces", span_processor)
+        tp.add_span_processor(span_processor)
         trace.set_tracer_provider(tp)
         pipeline.tracer_provider = tp
         pipeline.owned.append("traces")
@@ -181,7 +224,10 @@ def install(settings: Settings, resource: Resource) -> Pipeline:
     if isinstance(logger_provider, LoggerProvider):
         pipeline.logger_provider = logger_provider
     else:
-        lp = BridgeLoggerProvider(resource, log_exporter)  # scrubbing, then batching
+        lp = BridgeLoggerProvider(  # scrubbing, then batching
+            resource, log_exporter, on_drop=pipeline.ledger.record,
+            schedule_delay_millis=_batch_delay_millis(settings, "OTEL_BLRP_SCHEDULE_DELAY"))
+        _count_queue_drops(pipeline, "logs", lp.batch)
         _logs.set_logger_provider(lp)
         pipeline.logger_provider = lp
         pipeline.owned.append("logs")
@@ -195,6 +241,33 @@ def install(settings: Settings, resource: Resource) -> Pipeline:
     bridge = pipeline.log_handler
     pipeline.stderr_handler = stderr.install(ours=lambda handler: handler is bridge)
     return pipeline
+
+
+def _batch_delay_millis(settings: Settings, variable: str) -> float | None:
+    """The batch processor's schedule delay: the standard variable if set (None lets the
+    SDK read it), else ``batch_delay``. It bounds what a SIGKILL loses: what waits in memory."""
+    if os.environ.get(variable, "").strip():
+        return None
+    return settings.batch_delay * 1000
+
+
+def _count_queue_drops(pipeline: Pipeline, signal: str, processor: Any) -> None:
+    """Count what ``processor``'s full queue drops (and what it refuses after its
+    shutdown) in the pipeline's ledger; remember it for what the shutdown leaves."""
+    reasons = {"already_shutdown": semconv.DropReason.AFTER_SHUTDOWN}
+    ledger = pipeline.ledger
+
+    def on_drop(count: int, kind: str) -> None:
+        ledger.record(signal, count, reasons.get(kind, semconv.DropReason.QUEUE_FULL))
+
+    try:
+        reconcile = otel_sdk.count_queue_drops(processor, on_drop)
+    except otel_sdk.MissingInternal as exc:
+        _log.warning("otelprod: items dropped by a full %s queue are not counted: %s",
+                     signal, exc)
+        return
+    ledger.add_reconciler(reconcile)
+    pipeline.processors[signal] = processor
 
 
 def _flush_then_stop(provider: Any, deadline: float) -> bool:

@@ -46,6 +46,9 @@ class Settings:
     secrets_dir: str | None = None
     shutdown_timeout: float = 5.0
     export_timeout: float = 5.0
+    export_hang_timeout: float = 0.5
+    batch_delay: float = 1.0
+    sigterm_flush: bool = True
     json_logs: bool = False
     log_level: str = "INFO"
     log_file: str | None = None
@@ -117,6 +120,14 @@ SCHEMA = ConfigSchema([
               description="seconds to flush at shutdown"),
     ConfigKey("export_timeout", float, default=5.0, min=0, max=3600, exclusive_min=True,
               description="seconds per export attempt"),
+    ConfigKey("export_hang_timeout", float, default=0.5, min=0, max=3600, exclusive_min=True,
+              description="seconds a live export may go unanswered before its batch goes to "
+                          "the spool (the answer is still awaited up to export_timeout)"),
+    ConfigKey("batch_delay", float, default=1.0, min=0, max=3600, exclusive_min=True,
+              description="seconds spans and log records wait in memory before export: "
+                          "what a SIGKILL can lose (OTEL_BSP/BLRP_SCHEDULE_DELAY win if set)"),
+    ConfigKey("sigterm_flush", bool, default=True,
+              description="flush telemetry on SIGTERM, then run the handler that was there"),
     ConfigKey("json_logs", bool, default=False, description="JSON lines on stdout"),
     ConfigKey("log_level", str, default="INFO", description="level of the logging bridge",
               choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),

@@ -18,6 +18,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from otelprod import _forks
+
 #: how long a condition stays quiet after it was said
 REPEAT_AFTER_S = 60.0
 
@@ -33,6 +35,10 @@ class PersonHandler(logging.Handler):
         self._clock = clock
         self._said: dict[tuple[str, object], tuple[float, int]] = {}
         self._said_lock = threading.Lock()
+        _forks.register(self, after_in_child=PersonHandler._renew_lock)
+
+    def _renew_lock(self) -> None:
+        self._said_lock = threading.Lock()  # a parent thread may have held it at fork()
 
     def emit(self, record: logging.LogRecord) -> None:
         if self._shown_elsewhere(record):

@@ -1,9 +1,10 @@
 """``otelprod spool status | flush | purge``: look into and act on the disk spool.
 
-``status`` only reads. ``flush`` sends what is spooled now, through the same
-exporters (endpoint, protocol, headers, TLS) a service would use. ``purge``
-deletes, and only with ``--yes``; segments a running process has claimed are
-left alone.
+``status`` only reads: what is spooled per signal, and what the service's
+processes dropped, by reason (from the spool's ``drops.log``). ``flush``
+sends what is spooled now, through the same exporters (endpoint, protocol,
+headers, TLS) a service would use. ``purge`` deletes, and only with ``--yes``;
+segments a running process has claimed are left alone.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from otelprod._pipeline.spool.store import default_root, describe, service_dir
+from otelprod._pipeline.spool.report import describe
+from otelprod._pipeline.spool.store import default_root, service_dir
 
 
 def _root(args: argparse.Namespace) -> Path:
@@ -45,9 +47,14 @@ def _print_status(name: str, info: dict[str, Any]) -> None:
           + (f", oldest {age:.0f} s ago" if age is not None else "")
           + (f", {info['claimed']} being sent" if info["claimed"] else "")
           + f"  [{info['path']}]")
+    if info.get("writable") is False:
+        print("  the directory is not writable: what the collector does not take is dropped")
     for signal, s in sorted(info["signals"].items()):
         print(f"  {signal:<8} {s['segments']:>6} segments {_size(s['bytes']):>11} "
               f"{s['items']:>9} items")
+    for signal, reasons in sorted(info.get("dropped_by_signal", {}).items()):
+        lost = ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items()))
+        print(f"  dropped  {signal:<8} {sum(reasons.values()):>9} items ({lost})")
 
 
 def cmd_status(args: argparse.Namespace) -> int:

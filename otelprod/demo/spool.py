@@ -118,7 +118,8 @@ def _bounded_outage(out, port: int) -> None:  # type: ignore[no-untyped-def]
         settings = load_settings(service_name="spool-demo-bounded", protocol="http/protobuf",
                                  endpoint=f"http://127.0.0.1:{port}", spool_dir=spool,
                                  spool_max_bytes=8192, export_timeout=0.5)
-        exporter: Any = build_otlp_exporters(settings).traces
+        exporters = build_otlp_exporters(settings)
+        exporter: Any = exporters.traces
         provider = TracerProvider()
         provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=50,
                                                        max_export_batch_size=50))
@@ -127,8 +128,8 @@ def _bounded_outage(out, port: int) -> None:  # type: ignore[no-untyped-def]
             with tracer.start_as_current_span("checkout", attributes={"order.id": n}):
                 pass
         provider.force_flush()
-        status = exporter.spool_status()
-        out.step(f"an outage against an 8 KiB spool bound: {status['spool_bytes']} bytes kept, "
-                 f"the oldest {status['dropped']} spans dropped and counted in "
-                 "otelprod.export.dropped; the application never noticed")
+        status = exporters.signal_status("traces")
+        out.step(f"an outage against an 8 KiB spool bound: {status.spool_bytes} bytes kept, "
+                 f"the oldest {status.dropped} spans dropped and counted in "
+                 "otelprod.export.dropped{reason=spool_full}; the application never noticed")
         provider.shutdown()

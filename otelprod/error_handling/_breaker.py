@@ -29,6 +29,7 @@ from otelprod.error_handling._breaker_events import (
     calls,
     remove_breaker_state_listener,
 )
+from otelprod.error_handling._breaker_storage import redis_storage
 from otelprod.error_handling._common import (
     await_in_own_span,
     call_in_own_span,
@@ -68,7 +69,9 @@ class CircuitBreakerConfig:
     ``redis_url`` shares the state between processes and replicas through
     pybreaker's Redis storage (keys namespaced by the breaker's name). Each
     call then reads the state from Redis, synchronously, also for ``async``
-    callers; the bound on trials in flight is per process.
+    callers; the bound on trials in flight is per process. ``redis_timeout``
+    bounds each Redis round trip (connect and read, seconds): a Redis that is
+    gone or stalled costs a call at most about twice that.
     """
 
     failure_threshold: int = 5
@@ -77,6 +80,7 @@ class CircuitBreakerConfig:
     half_open_timeout: float = 30.0
     half_open_max_calls: int | None = None
     redis_url: str | None = None
+    redis_timeout: float = 0.5
     count_cancellations: bool = False
 
     def __post_init__(self) -> None:
@@ -91,6 +95,7 @@ class CircuitBreakerConfig:
                 isinstance(self.redis_url, str)
                 and self.redis_url.startswith(("redis://", "rediss://", "unix://"))):
             check._bad("redis_url", self.redis_url, "None or a redis:// URL")
+        check.number("redis_timeout", self.redis_timeout, 0, exclusive=True)
         check.boolean("count_cancellations", self.count_cancellations)
         check.done()
 
@@ -125,11 +130,7 @@ class CircuitBreaker:
         self.config = config = config or CircuitBreakerConfig()
         self._clock = clock or time.time
         if storage is None and config.redis_url:
-            import redis
-
-            storage = pybreaker.CircuitRedisStorage(
-                pybreaker.STATE_CLOSED, redis.Redis.from_url(config.redis_url),
-                namespace=f"otelprod:{name}")
+            storage = redis_storage(config.redis_url, f"otelprod:{name}", config.redis_timeout)
         self._engine = BreakerEngine(
             fail_max=config.failure_threshold, reset_timeout=config.timeout,
             success_threshold=config.success_threshold, state_storage=storage, name=name,

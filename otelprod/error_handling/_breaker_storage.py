@@ -13,18 +13,81 @@ pybreaker leaves two gaps that this module closes for otelprod's processes:
   (key ``opened_at_exact``) and read when it agrees with pybreaker's value.
   A process running plain pybreaker on the same keys writes only the whole
   seconds: a period it opened can still end up to 1 s early.
+
+And a Redis that is gone or stalled must cost a call little and say so little:
+
+- the client otelprod creates (:func:`redis_storage`) has connect and socket
+  timeouts and at most one immediate retry (redis-py's defaults, a 5 s
+  timeout and ten retries with backoff, blocked a breaker call 6 to 15 s);
+- pybreaker's storage logs every Redis error with a traceback, several per
+  call; its logger is replaced by :class:`QuietLog`: one line per outage,
+  then at most one a minute with the count (also for the storage's own
+  warnings here).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+import threading
+import time
+from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import Any
 
 import pybreaker
 
 from otelprod._compat import pybreaker as compat
 
 _log = logging.getLogger("otelprod.error_handling")
+
+#: seconds a Redis failure of one breaker stays quiet after it was said
+SAY_AGAIN_AFTER_S = 60.0
+
+
+def redis_storage(url: str, namespace: str, timeout: float) -> pybreaker.CircuitRedisStorage:
+    """pybreaker's Redis storage on a client that never blocks a call for long."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    # one immediate retry after a dropped connection (a pooled one gone stale when Redis
+    # restarted); none after a timeout: a stalled Redis would only stall the call twice
+    client = redis.Redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)))
+    return pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, client, namespace=namespace)
+
+
+class QuietLog:
+    """Stands in for a logger on the Redis path: the first failure is said in one
+    line (no traceback), then at most once a minute with the count in between."""
+
+    def __init__(self, what: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self.what = what
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._said_at: float | None = None
+        self._since = 0
+
+    def exception(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        error = sys.exc_info()[1]
+        text = msg % args if args else msg
+        if error is not None:
+            text = f"{text} ({type(error).__name__}: {error})"
+        self.say(text)
+
+    error = warning = exception
+
+    def say(self, text: str) -> None:
+        now = self._clock()
+        with self._lock:
+            if self._said_at is not None and now - self._said_at < SAY_AGAIN_AFTER_S:
+                self._since += 1
+                return
+            repeats, self._since, self._said_at = self._since, 0, now
+        more = f"; {repeats} more Redis failures in the last minute" if repeats else ""
+        _log.warning("%s: Redis failed: %s%s", self.what, text, more)
 
 
 class StateStore:
@@ -59,12 +122,15 @@ class RedisStateStore(StateStore):
         self.redis = compat.redis_client(storage)
         self.keys = {name: compat.redis_key(storage, name) for name in (
             "state", "success_counter", "opened_at", "opened_at_exact")}
+        self.log = QuietLog(f"circuit breaker storage {self.keys['state'].rsplit(':', 1)[0]}")
+        # pybreaker's storage logs every Redis error with a traceback: a logger of our own
+        storage.logger = self.log  # type: ignore[assignment]
 
     def opened_at(self) -> float | None:
         try:
             whole, exact = self.redis.mget(self.keys["opened_at"], self.keys["opened_at_exact"])
         except Exception:
-            _log.warning("reading the open time from Redis failed", exc_info=True)
+            self.log.exception("reading the open time failed")
             return None
         return _open_time(whole, exact)
 
@@ -73,7 +139,7 @@ class RedisStateStore(StateStore):
         try:
             self.redis.set(self.keys["opened_at_exact"], repr(now))
         except Exception:
-            _log.warning("writing the open time to Redis failed", exc_info=True)
+            self.log.exception("writing the open time failed")
 
     def begin_half_open(self, now: float, timeout: float) -> bool:
         """True for the one process whose transaction made the transition."""
@@ -96,7 +162,7 @@ class RedisStateStore(StateStore):
         except redis.WatchError:
             return False  # another process changed it first
         except redis.RedisError:
-            _log.warning("the half-open transition in Redis failed", exc_info=True)
+            self.log.exception("the half-open transition failed")
             return False
 
 

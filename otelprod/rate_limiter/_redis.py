@@ -9,6 +9,10 @@ reservations for waiting callers).
 When Redis cannot be reached the limiter *fails open* (allows) or *fails
 closed* (refuses) as configured, counts it in ``ratelimiter.backend.failures``,
 adds a ``ratelimiter.backend_failure`` span event and logs the outage once.
+A Redis that is gone or stalled never blocks a decision for long: the client
+built from a URL has connect and socket timeouts (``timeout``) and at most one
+immediate retry (redis-py's defaults, ten retries with backoff, took seconds
+per call); a client passed in without a socket timeout is warned about.
 """
 
 from __future__ import annotations
@@ -107,12 +111,24 @@ _SCHEMES = ("redis://", "rediss://", "unix://")
 _SMALL = (b"0", b"1", b"2", b"3")
 
 
-def _client(target: str | redis.Redis, timeout: float) -> redis.Redis:
+def _client(target: str | redis.Redis, timeout: float, name: str) -> redis.Redis:
     if isinstance(target, redis.Redis):
+        own = target.connection_pool.connection_kwargs.get("socket_timeout")
+        if own is None or own > timeout:
+            log.warning("rate limiter %r: the Redis client's socket_timeout (%s s) is longer "
+                        "than the limiter's timeout (%s s): a Redis that stalls blocks each "
+                        "decision that long (pass a redis:// URL, or set the client's "
+                        "socket_timeout and socket_connect_timeout)", name, own, timeout)
         return target
     if isinstance(target, str) and target.startswith(_SCHEMES):
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        # one immediate retry after a dropped connection (a pooled one gone stale when
+        # Redis restarted); none after a timeout: a stalled Redis would stall it twice
         return redis.Redis.from_url(
-            target, socket_timeout=timeout, socket_connect_timeout=timeout
+            target, socket_timeout=timeout, socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         )
     shown = scrubber.scrub_text(target) if isinstance(target, str) else target  # a password
     raise ConfigurationError(
@@ -163,7 +179,7 @@ class RedisRateLimiter(RateLimiter):
             raise ConfigurationError(problems)
         self.failure_mode = check_failure_mode(failure_mode)
         self._failure_retry_after = float(failure_retry_after)
-        self._redis = _client(redis_client, float(timeout))
+        self._redis = _client(redis_client, float(timeout), name)
         self._user_clock = clock
         self._last_remaining = float(config.burst_size)
         super().__init__(config, name=name, clock=clock, sleep=sleep, async_sleep=async_sleep)
