@@ -235,6 +235,9 @@ SQLI_FAMILIES = [
     "7 /*!50000 OR 1=1 */", "abc/* anything at all */",
     # null bytes and bytes that are no UTF-8 as separators, a list after UNION
     "1%00UNION%00SELECT%002", "1%A0UNION%A0SELECT%A02", "5 union 1,2,3--",
+    # PostgreSQL's :: cast in an expression; a comment opened inside a comment (PostgreSQL
+    # nests them, MySQL does not); statement keywords typed out of order, then a comment
+    "3 or 2=version()::int", "5 /* a /* b */ */ 6", "-5 select union 7,8--", "3 group union 1,2 #",
 ]
 
 
@@ -258,6 +261,7 @@ BENIGN = [
     "1 AND 1/2\" BUTTON", "Select the best option from the list below",
     "Please update your profile and delete old photos",
     "Drop table lamps are 20% off", "Union Station to Times Square",
+    "std::vector and std::map::find", "a /* comment */ and /* another */",
     "SELECT * is a common SQL idiom (discussed in the docs)",
     "email me at jane.o'neil@example.com", "https://example.com/search?q=a+b&page=2",
     "<b>bold</b> and <i>italic</i>", "<a href=\"https://example.com\">link</a>",

@@ -87,7 +87,10 @@ _BARE: list[_Shape] = [
      re.compile(rf"^E{_SELECT_LIST}F{_TABLES}(?:$|c|;|g(?:[1svf]|n=)|G|U)"
                 rf"|^E(?!n[Fk])(?:o|{_V}(?:k?n)?(?:,{_V}(?:k?n)?)*)F{_TABLES}g$"
                 r"|^E[1vf](?:,[1svf])*[ns]?(?:$|c|;)"
-                rf"|^E+[1vsf](?:{_CHAIN}|g[1v])*c|^{_V}?Tnkn="),
+                rf"|^E+[1vsf](?:{_CHAIN}|g[1v])*c|^{_V}?Tnkn="
+                # two statement keywords in a row after a value, values, a comment: the
+                # keywords of an injection typed out of order (``-747 select union 1,2/*``)
+                r"|^[1v][EUG]{2}[1v](?:,[1v])*c$"),
      "a whole SQL statement where a value was expected"),
 ]
 _BARE_COMMENT_FP = re.compile(r"[1vfs]c")
@@ -423,6 +426,11 @@ _COMMENT_RULES: list[_Shape] = [
      # the whole input is one value and a comment that cuts off the rest: 1/* … */
      re.compile(r"\A\s*[\w.@$-]{1,64}\s*/\*(?:[^*]|\*(?!/))*\*/\s*\Z"),
      "value followed by a comment that cuts off the query"),
+    ("sqli.comment_breakout",
+     # a comment opened inside a comment: PostgreSQL nests them, MySQL does not, so each
+     # reads a different query (libinjection's evasion class): 1 /* /* */ */ 2
+     re.compile(r"/\*(?:[^*]|\*(?!/)){0,200}?/\*"),
+     "a comment nested in a comment, read differently by each database"),
 ]
 
 

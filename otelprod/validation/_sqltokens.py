@@ -41,7 +41,7 @@ _TOKEN = re.compile(
     r"|(\|\||&&)"                                         # 13 logical operator
     r"|(@@?(?:[\w.$]+|\"[^\"]*\"|'[^']*'|\x60[^\x60]*\x60)?)"  # 14 variable (@"quoted" too)
     r"|(!)"                                               # 15 not
-    r"|([-+*/%^|&~]|:=)"                                  # 16 arithmetic
+    r"|([-+*/%^|&~]|:=|::)"                               # 16 arithmetic (:: casts in PostgreSQL)
     r"|(\S)"                                              # 17 anything else
     r")",
     re.DOTALL,
