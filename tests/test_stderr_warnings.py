@@ -104,7 +104,8 @@ def test_a_health_server_that_cannot_bind_is_said_with_its_address() -> None:
     """, env=python_env(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9"), timeout=120)
     assert result.returncode == 0, result.stderr
     port = result.stdout.strip()
-    said = [line for line in result.stderr.splitlines() if "cannot serve the health endpoints" in line]
+    said = [line for line in result.stderr.splitlines()
+            if "cannot serve the health endpoints" in line]
     assert len(said) == 1 and f"127.0.0.1:{port} (" in said[0], result.stderr
     assert "Address already in use" in said[0] and "Traceback" not in result.stderr
 
