@@ -9,11 +9,13 @@ import pytest
 from otelprod import semconv
 from otelprod._pipeline.resource import (
     ContainerDetector,
+    HashOnceResource,
     build_resource,
     cloud_attributes,
     container_id,
     detect,
     kubernetes_attributes,
+    scrub_resource,
 )
 from otelprod._pipeline.settings import load_settings
 from otelprod.errors import ConfigurationError
@@ -167,3 +169,19 @@ def test_detector_names_are_checked_at_start() -> None:
         load_settings(resource_detectors="os,gpc")
     message = str(refused.value)
     assert "resource_detectors" in message and "'gpc'" in message and "process" in message
+
+
+def test_the_resource_hashes_once_and_stays_one_after_a_merge() -> None:
+    """The OTLP encoders hash the resource of every span: otelprod's computes it once."""
+    from opentelemetry.sdk.resources import Resource
+
+    resource = scrub_resource(build_resource(load_settings(service_name="checkout"),
+                                             explicit_environment=False))
+    assert isinstance(resource, HashOnceResource)
+    plain = Resource(resource.attributes, resource.schema_url)
+    assert hash(resource) == hash(plain) and resource == plain and plain == resource
+    assert {resource: 1}[plain] == 1  # the encoders group spans in a dict keyed by resource
+    merged = resource.merge(Resource({semconv.PROCESS_PID: 4242}))  # a forked child's pid
+    assert isinstance(merged, HashOnceResource)
+    assert merged.attributes[semconv.PROCESS_PID] == 4242 and merged != resource
+    assert hash(merged) == hash(Resource(merged.attributes, merged.schema_url))
