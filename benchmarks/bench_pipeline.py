@@ -96,11 +96,22 @@ print(json.dumps({"elapsed": elapsed}))
 
 
 def throughput(quick: bool) -> list[Result]:
+    """Three sides, alternating round by round: the bare SDK, otelprod's pipeline, and
+    otelprod with the instrumentations of the environment loaded (init()'s default).
+
+    Loading an instrumentation imports its library: in this environment Django, FastAPI,
+    SQLAlchemy and a dozen more, which this script never uses. Their objects (2.7x the
+    process's) are scanned by every full garbage collection, which the span loop
+    triggers; an application that uses those libraries has them imported anyway. So the
+    pipeline's own row runs with ``OTELPROD_INSTRUMENT=false``, and the default is a
+    row of its own.
+    """
     n = 3_000 if quick else 10_000
     rounds = 1 if quick else 7
-    ratios: list[float] = []
-    rates: dict[str, list[float]] = {"sdk": [], "otelprod": []}
-    dropped = {"sdk": 0, "otelprod": 0}
+    sides = {"sdk": ("sdk", {}), "otelprod": ("otelprod", {"OTELPROD_INSTRUMENT": "false"}),
+             "instrumented": ("otelprod", {})}
+    rates: dict[str, list[float]] = {side: [] for side in sides}
+    dropped = dict.fromkeys(sides, 0)
     with tempfile.TemporaryDirectory() as spool:
         rec = receiver()
         try:
@@ -108,23 +119,31 @@ def throughput(quick: bool) -> list[Result]:
                             OTEL_EXPORTER_OTLP_PROTOCOL="grpc", OTELPROD_SPOOL_DIR=spool,
                             OTEL_BSP_MAX_QUEUE_SIZE=str(n + 1_000))
             for round_ in range(rounds):
-                # alternate who goes first, so a drift in the machine's load cancels out
-                sides = ("sdk", "otelprod") if round_ % 2 == 0 else ("otelprod", "sdk")
-                for side in sides:
+                # rotate who goes first, so a drift in the machine's load cancels out
+                order = list(sides)[round_ % 3:] + list(sides)[:round_ % 3]
+                for side in order:
+                    code_side, extra = sides[side]
                     rec.clear()
-                    out = run_child(THROUGHPUT, side, str(n), env=env)
+                    out = run_child(THROUGHPUT, code_side, str(n), env={**env, **extra})
                     rates[side].append(n / out["elapsed"])
                     got = sum(1 for s in rec.spans() if s["name"] == "op")
                     dropped[side] += n - got
-                ratios.append(rates["otelprod"][-1] / rates["sdk"][-1])
         finally:
             rec.stop()
-    ours, anchor = statistics.median(rates["otelprod"]), statistics.median(rates["sdk"])
-    return [Result(
-        "pipeline: spans/s to a loopback OTLP receiver", "spans/s", ours,
-        "bare SDK BSP + OTLP exporter", anchor, target=">= 0.9x", lower_is_better=False,
-        note=f"median of {rounds} paired ratios {statistics.median(ratios):.2f}x; dropped: "
-             f"otelprod {dropped['otelprod']}, SDK {dropped['sdk']} of {n * rounds} each")]
+    median = {side: statistics.median(values) for side, values in rates.items()}
+    paired = [ours / sdk for ours, sdk in zip(rates["otelprod"], rates["sdk"], strict=True)]
+    return [
+        Result("pipeline: spans/s to a loopback OTLP receiver", "spans/s", median["otelprod"],
+               "bare SDK BSP + OTLP exporter", median["sdk"], target=">= 0.9x",
+               lower_is_better=False,
+               note=f"median of {rounds} paired ratios {statistics.median(paired):.2f}x; "
+                    f"dropped: otelprod {dropped['otelprod']}, SDK {dropped['sdk']} of "
+                    f"{n * rounds} each; instrumentations off"),
+        Result("pipeline: the same, instrumentations loaded", "spans/s", median["instrumented"],
+               "bare SDK BSP + OTLP exporter", median["sdk"], lower_is_better=False,
+               note=f"informational: the GC scans the libraries they import; dropped "
+                    f"{dropped['instrumented']}"),
+    ]
 
 
 RSS = """
