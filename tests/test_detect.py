@@ -238,6 +238,8 @@ SQLI_FAMILIES = [
     # PostgreSQL's :: cast in an expression; a comment opened inside a comment (PostgreSQL
     # nests them, MySQL does not); statement keywords typed out of order, then a comment
     "3 or 2=version()::int", "5 /* a /* b */ */ 6", "-5 select union 7,8--", "3 group union 1,2 #",
+    # a value, AND/OR, then a call whose arguments are not well formed
+    "5 AND MID((z())1,1)=q", "-8 or ascii(left((a=2..4()),1))>64",
 ]
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from otelprod.validation._decode import CallFinder, Prepared, prepare
 from otelprod.validation._result import Finding
 from otelprod.validation._rules import GatedRules, combine, combined_index, excerpt
-from otelprod.validation._sqltokens import fingerprint
+from otelprod.validation._sqltokens import fingerprint, fold, tokens
 
 # --- shapes over fingerprints (classes are listed in _sqltokens) ---------------------------
 
@@ -141,11 +141,23 @@ _QUOTED_ANY = combine([pattern for _, pattern, _ in _QUOTED])
 _BARE_ANY = combine([pattern for _, pattern, _ in _BARE])
 
 
-def _bare_shape(text: str, fp: str) -> Finding | None:
+# a value, AND/OR, then a call, read before folding: the call's arguments need not be well
+# formed (``116 AND SUBSTRING((y=1..3()),1,1)=x``), the boolean-blind shape is already there
+_BOOLEAN_CALL = re.compile(r"o*[1v]&f\(")
+
+
+def _bare_shape(text: str, raw: str) -> Finding | None:
+    fp = fold(raw)
+    if len(fp) <= 1:
+        return None  # one token (a value, a string that runs to the end) takes no shape
     match = _BARE_ANY.search(fp)
     if match:
         rule, _, message = _BARE[combined_index(match)]
         return Finding("sqli", rule, message, text[:80])
+    if _BOOLEAN_CALL.match(raw):
+        return Finding("sqli", "sqli.blind_function",
+                       "boolean operator followed by a function call (blind injection)",
+                       text[:80])
     if _BARE_COMMENT_FP.fullmatch(fp) and _BARE_COMMENT_TEXT.fullmatch(text):
         return Finding("sqli", "sqli.comment_breakout",
                        "value followed by a comment that cuts off the query", text[:80])
@@ -158,9 +170,7 @@ def _bare_shape(text: str, fp: str) -> Finding | None:
 def _shape(text: str) -> Finding | None:
     """The first shape any reading of ``text`` (lower-cased) takes, or None."""
     if _BARE_START.match(text):
-        fp = fingerprint(text)
-        # one token (a value, a string that runs to the end) takes no shape
-        found = _bare_shape(text, fp) if len(fp) > 1 else None
+        found = _bare_shape(text, tokens(text))
         if found:
             return found
     for quote in "'\"":
