@@ -131,3 +131,51 @@ def test_a_loss_is_said_once_per_reason_with_the_count() -> None:
         "OTEL_BLRP_MAX_QUEUE_SIZE raise the bound)",
         "otelprod: 3 logs dropped (spool_full): the disk spool is full (spool_max_bytes, or "
         "the file system or file-size limit)"], result.stderr
+
+
+APP_LOGS = """
+import logging, sys
+import otelprod
+from tests.otlp_receiver import OTLPReceiver
+{before}
+with OTLPReceiver() as receiver:
+    import os
+    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.endpoint
+    os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"] = receiver.protocol
+    otelprod.init("last-resort", system_metrics=False)
+    log = logging.getLogger("shop")
+    log.info("an info line")
+    log.warning("a warning line")
+    try:
+        1 / 0
+    except ZeroDivisionError:
+        log.exception("an error with its traceback")
+    otelprod.shutdown(timeout=10)
+    arrived = sorted(r["body"] for r in receiver.logs() if r["scope"] == "shop")
+    print(arrived, file=sys.stdout)
+"""
+
+
+def _app(before: str = "") -> tuple[str, str]:
+    result = run_python(APP_LOGS.format(before=before), env=python_env(), timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout, result.stderr
+
+
+def test_an_application_with_no_logging_keeps_pythons_stderr_output() -> None:
+    """Python writes WARNING and ERROR records to stderr when no handler takes them;
+    the OTel bridge on the root logger must not silence that, nor lose the records."""
+    out, err = _app()
+    assert "['a warning line', 'an error with its traceback', 'an info line']" in out
+    lines = err.splitlines()
+    assert lines.count("a warning line") == 1 and lines.count("an error with its traceback") == 1
+    assert "ZeroDivisionError: division by zero" in err and "an info line" not in err
+
+
+def test_the_last_resort_stays_as_the_application_left_it() -> None:
+    # its own handler: each line once, from that handler only
+    _, err = _app("logging.basicConfig(format='app: %(message)s')")
+    assert err.count("a warning line") == 1 and "app: a warning line" in err
+    # the last resort turned off: nothing
+    _, err = _app("logging.lastResort = None")
+    assert "a warning line" not in err and "an error with its traceback" not in err

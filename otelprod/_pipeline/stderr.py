@@ -1,13 +1,20 @@
-"""otelprod's own warnings reach a person: on stderr, once per condition.
+"""Warnings and errors still reach a person on stderr once the log bridge is installed.
 
 After ``init()`` the root logger has a handler (the OTel log bridge), so
-Python's last-resort stderr output never fires again, and a warning such as
-"the collector does not take traces" would only travel into the very OTLP
-stream that is failing. This handler sits on the ``otelprod`` logger and
-writes otelprod's WARNING and ERROR records to stderr when no handler of the
-application's own would show them. Each condition (logger and message
-template) is said once, then at most once a minute with the count of repeats
-in between, so a collector that stays down does not flood the terminal.
+Python's last-resort stderr output never fires again: a warning such as "the
+collector does not take traces" would only travel into the very OTLP stream
+that is failing, and an application that configured no logging would lose its
+tracebacks from the terminal (Flask, which adds its own stderr handler only
+when it finds none, stops adding it too). Two handlers put that output back:
+
+- :class:`PersonHandler` on the ``otelprod`` logger writes otelprod's WARNING
+  and ERROR records when no handler of the application's own would show them;
+  each condition (logger and message template) once, then at most once a
+  minute with the count of repeats, so a collector that stays down does not
+  flood the terminal;
+- :class:`LastResortHandler` on the root logger hands every other record to
+  ``logging.lastResort`` exactly when Python itself would have: no handler of
+  the application's on the record's way up, and a level the last resort takes.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ class PersonHandler(logging.Handler):
         self._clock = clock
         self._said: dict[tuple[str, object], tuple[float, int]] = {}
         self._said_lock = threading.Lock()
+        self.last_resort: LastResortHandler | None = None  # its companion on the root logger
         _forks.register(self, after_in_child=PersonHandler._renew_lock)
 
     def _renew_lock(self) -> None:
@@ -74,20 +82,58 @@ class PersonHandler(logging.Handler):
         logger: logging.Logger | None = logging.getLogger(record.name)
         while logger is not None:
             for handler in logger.handlers:
-                if handler is not self and not self._ours(handler) \
-                        and record.levelno >= handler.level:
+                if handler is not self and not isinstance(handler, LastResortHandler) \
+                        and not self._ours(handler) and record.levelno >= handler.level:
+                    return True
+            logger = logger.parent if logger.propagate else None
+        return False
+
+
+class LastResortHandler(logging.Handler):
+    """What Python wrote to stderr before the bridge took the root logger: the
+    application's records that no handler of its own takes, through
+    ``logging.lastResort`` (None when the application silenced it)."""
+
+    def __init__(self, ours: Callable[[logging.Handler], bool]) -> None:
+        super().__init__(logging.NOTSET)
+        self._ours = ours
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        resort = logging.lastResort
+        if (resort is None or record.levelno < resort.level
+                or record.name == "otelprod" or record.name.startswith("otelprod.")
+                or self._handled_elsewhere(record)):
+            return False  # otelprod's own records are the PersonHandler's
+        return bool(resort.handle(record))
+
+    def emit(self, record: logging.LogRecord) -> None:  # handle() does the work
+        raise NotImplementedError
+
+    def _handled_elsewhere(self, record: logging.LogRecord) -> bool:
+        """Whether a handler of the application's is on the record's way up: Python's
+        own test for its last resort (the handlers' levels do not matter)."""
+        logger: logging.Logger | None = logging.getLogger(record.name)
+        while logger is not None:
+            for handler in logger.handlers:
+                if not (handler is self or isinstance(handler, PersonHandler)
+                        or self._ours(handler)):
                     return True
             logger = logger.parent if logger.propagate else None
         return False
 
 
 def install(ours: Callable[[logging.Handler], bool]) -> PersonHandler:
-    """Put a :class:`PersonHandler` on the ``otelprod`` logger; ``ours`` tells our own
-    handlers (the OTel bridge) from the application's."""
+    """Put a :class:`PersonHandler` on the ``otelprod`` logger and a
+    :class:`LastResortHandler` on the root logger; ``ours`` tells our own handlers
+    (the OTel bridge) from the application's."""
     handler = PersonHandler(ours)
+    handler.last_resort = LastResortHandler(ours)
     logging.getLogger("otelprod").addHandler(handler)
+    logging.getLogger().addHandler(handler.last_resort)
     return handler
 
 
 def uninstall(handler: PersonHandler) -> None:
     logging.getLogger("otelprod").removeHandler(handler)
+    if handler.last_resort is not None:
+        logging.getLogger().removeHandler(handler.last_resort)
