@@ -51,6 +51,9 @@ else:
     otelprod.init("bench-init")
     stop = lambda: otelprod.shutdown(timeout=30)
 tracer = trace.get_tracer("bench")
+# An application with no handler of its own has its WARNING records written to stderr by
+# Python's last resort, with or without otelprod (which keeps that output): not ours to time.
+logging.lastResort = None
 """
 
 SPAN = SETUP + """
