@@ -190,6 +190,7 @@ class _CountingQueue(collections.deque):  # type: ignore[type-arg]
         super().__init__(items, items.maxlen)
         self.appended = itertools.count(len(items))
         self.popped = itertools.count()
+        self.generation = 0  # one more each time the queue starts over
 
     def appendleft(self, item: Any) -> None:
         super().appendleft(item)
@@ -203,6 +204,7 @@ class _CountingQueue(collections.deque):  # type: ignore[type-arg]
         super().clear()
         self.appended = itertools.count()
         self.popped = itertools.count()
+        self.generation += 1
 
     def lost(self) -> int:
         """Items dropped so far; read appends first, pops last, so a take or an append
@@ -228,13 +230,16 @@ def count_queue_drops(processor: object,
     queue = _CountingQueue(_get(batch, "_queue", _BATCH))
     lock = _ForkAwareLock()
     told = [0]
+    generation = [queue.generation]
 
     def reconcile() -> None:
         with lock:
+            if queue.generation != generation[0]:  # the queue started over (a forked child)
+                generation[0], told[0] = queue.generation, 0
             lost = queue.lost()
-            if lost < told[0]:  # the queue started over (a forked child)
-                told[0] = max(0, lost)
-            elif lost > told[0]:
+            # a reading taken while the worker takes a batch is smaller than the truth, for
+            # a moment: it is not a new start, and the next reading at rest is exact
+            if lost > told[0]:
                 on_drop(lost - told[0], "queue_full")
                 told[0] = lost
 
