@@ -23,7 +23,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from otelprod import _forks
 
@@ -79,14 +79,8 @@ class PersonHandler(logging.Handler):
 
     def _shown_elsewhere(self, record: logging.LogRecord) -> bool:
         """Whether a handler of the application's, on the record's way up, takes it."""
-        logger: logging.Logger | None = logging.getLogger(record.name)
-        while logger is not None:
-            for handler in logger.handlers:
-                if handler is not self and not isinstance(handler, LastResortHandler) \
-                        and not self._ours(handler) and record.levelno >= handler.level:
-                    return True
-            logger = logger.parent if logger.propagate else None
-        return False
+        return any(record.levelno >= handler.level
+                   for handler in _application_handlers(record, self._ours))
 
 
 class LastResortHandler(logging.Handler):
@@ -112,14 +106,19 @@ class LastResortHandler(logging.Handler):
     def _handled_elsewhere(self, record: logging.LogRecord) -> bool:
         """Whether a handler of the application's is on the record's way up: Python's
         own test for its last resort (the handlers' levels do not matter)."""
-        logger: logging.Logger | None = logging.getLogger(record.name)
-        while logger is not None:
-            for handler in logger.handlers:
-                if not (handler is self or isinstance(handler, PersonHandler)
-                        or self._ours(handler)):
-                    return True
-            logger = logger.parent if logger.propagate else None
-        return False
+        return next(_application_handlers(record, self._ours), None) is not None
+
+
+def _application_handlers(record: logging.LogRecord, ours: Callable[[logging.Handler], bool]
+                          ) -> Iterator[logging.Handler]:
+    """The handlers on ``record``'s way up that are the application's: not the OTel
+    bridge (``ours``), not the two handlers of this module."""
+    logger: logging.Logger | None = logging.getLogger(record.name)
+    while logger is not None:
+        for handler in logger.handlers:
+            if not (isinstance(handler, (PersonHandler, LastResortHandler)) or ours(handler)):
+                yield handler
+        logger = logger.parent if logger.propagate else None
 
 
 def install(ours: Callable[[logging.Handler], bool]) -> PersonHandler:
