@@ -160,31 +160,37 @@ def seed_example(key: str) -> str:
     raise AssertionError(f"no seed example in {SEED_EXAMPLES} is titled or contains {key!r}")
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[str]:
-    """A real redis-server on loopback; yields its URL. Fails (never skips) when missing."""
+def start_redis_server(port: int, directory: Path) -> subprocess.Popen[bytes]:
+    """A real redis-server on loopback ``port``, answering PING; fails (never skips) when
+    the binary is missing or the server does not come up within 10 s."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server is not installed: .ci/run installs the Debian package")
-    port = free_port()
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path)],
+         "--dir", str(directory)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     import redis
 
-    client = redis.Redis(host="127.0.0.1", port=port)
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
     deadline = time.monotonic() + 10
     while True:
         try:
             client.ping()
-            break
+            return proc
         except redis.ConnectionError:
             if time.monotonic() > deadline:
                 proc.kill()
                 pytest.fail("redis-server did not start within 10 s")
             time.sleep(0.05)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[str]:
+    """A real redis-server on loopback; yields its URL."""
+    port = free_port()
+    proc = start_redis_server(port, tmp_path)
     try:
         yield f"redis://127.0.0.1:{port}/0"
     finally:
@@ -192,5 +198,13 @@ def redis_server(tmp_path: Path) -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-__all__ = ["REPO", "SHARED", "Telemetry", "free_port", "python_env", "run_python",
-           "seed_example"]
+__all__ = [
+    "REPO",
+    "SHARED",
+    "Telemetry",
+    "free_port",
+    "python_env",
+    "run_python",
+    "seed_example",
+    "start_redis_server",
+]

@@ -9,7 +9,6 @@ import json
 import logging
 import math
 import random
-import shutil
 import subprocess
 import threading
 import time
@@ -29,7 +28,7 @@ from otelprod.rate_limiter import (
     RateLimitStrategy,
     RedisRateLimiter,
 )
-from tests.conftest import Telemetry, free_port, python_env, run_python
+from tests.conftest import Telemetry, free_port, python_env, run_python, start_redis_server
 from tests.rate_limit_helpers import FakeClock, points, unique
 
 pytestmark = pytest.mark.redis
@@ -198,25 +197,13 @@ def test_unreachable_redis_fails_as_configured_and_says_so(
 class OwnRedis:
     """A redis-server this test may SIGKILL and restart on the same port."""
 
-    def __init__(self, binary: str, directory: Path) -> None:
-        self.binary, self.directory = binary, directory
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
         self.port = free_port()
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> None:
-        self.procs.append(subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
+        self.procs.append(start_redis_server(self.port, self.directory))
 
     def kill(self) -> None:
         self.procs[-1].kill()  # SIGKILL: no goodbye
@@ -225,10 +212,7 @@ class OwnRedis:
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed")
-    server = OwnRedis(binary, tmp_path)
+    server = OwnRedis(tmp_path)
     server.start()
     yield server
     for p in server.procs:

@@ -11,7 +11,6 @@ configured timeout, and the whole outage must be said in one line.
 from __future__ import annotations
 
 import logging
-import shutil
 import signal
 import subprocess
 import time
@@ -23,6 +22,7 @@ import pytest
 from otelprod.error_handling import CircuitBreaker, CircuitBreakerConfig
 from otelprod.rate_limiter import RateLimitConfig
 from otelprod.rate_limiter._redis import RedisRateLimiter
+from tests.conftest import start_redis_server
 from tests.otlp_receiver import free_port
 
 pytestmark = pytest.mark.redis
@@ -36,10 +36,7 @@ class Redis:
     """A redis-server the test can stall, resume, kill and start again (same port)."""
 
     def __init__(self, tmp: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed: .ci/run installs the Debian package")
-        self.binary, self.tmp, self.port = binary, tmp, free_port()
+        self.tmp, self.port = tmp, free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
@@ -48,22 +45,7 @@ class Redis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        import redis
-
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.tmp)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    pytest.fail("redis-server did not start within 10 s")
-                time.sleep(0.05)
+        self.proc = start_redis_server(self.port, self.tmp)
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None
