@@ -62,6 +62,7 @@ _QUOTED_AFTER_VALUE: list[_Shape] = [
     ("sqli.statement", re.compile(r"^B(?:E|T[kvn])"),
      "quote closed, then a whole statement"),
 ]
+_BLIND_CALL = "boolean operator followed by a function call (blind injection)"
 # read from the start, as a number or a name
 _BARE: list[_Shape] = [
     ("sqli.union_select", re.compile(r"Uk?o?E|^[1v]U[kc]*$|^[1v]U[1v](?:,[1v])+"),
@@ -73,7 +74,7 @@ _BARE: list[_Shape] = [
     ("sqli.boolean_comment", re.compile(rf"^{_V}?{_CHAIN}*&{_VS}{_CHAIN}*c"),
      "boolean operator and a value, then a comment cutting off the query"),
     ("sqli.blind_function", re.compile(rf"^[1sv]?{_CHAIN}*&f{_CHAIN}*(?:c|;|$)|^[1v]{_CHAIN}*&f"),
-     "boolean operator followed by a function call (blind injection)"),
+     _BLIND_CALL),
     ("sqli.subquery", re.compile(rf"^{_VS}{_CHAIN}*[o=&]E"), "value, operator, then a subquery"),
     ("sqli.stacked_query", re.compile(rf"^{_V}?;k?(?:E|T(?:[kgFvsc;(]|$|n[skc;=1vF]|n$))"),
      "second statement stacked after a value"),
@@ -155,9 +156,7 @@ def _bare_shape(text: str, raw: str) -> Finding | None:
         rule, _, message = _BARE[combined_index(match)]
         return Finding("sqli", rule, message, text[:80])
     if _BOOLEAN_CALL.match(raw):
-        return Finding("sqli", "sqli.blind_function",
-                       "boolean operator followed by a function call (blind injection)",
-                       text[:80])
+        return Finding("sqli", "sqli.blind_function", _BLIND_CALL, text[:80])
     if _BARE_COMMENT_FP.fullmatch(fp) and _BARE_COMMENT_TEXT.fullmatch(text):
         return Finding("sqli", "sqli.comment_breakout",
                        "value followed by a comment that cuts off the query", text[:80])
