@@ -171,6 +171,14 @@ XSS_FAMILIES = [
     "<img src=x onerror=prompt>",
     "\"+onfocus=alert(1)+autofocus+\"",
     "' autofocus onfocus=KCF '",
+    # the input is script itself (a JavaScript context): a dialog called at the start, after
+    # a closed block or a semicolon, as a query parameter's value
+    "alert(1)", "}confirm(2);{//", "93e2;prompt(3)//7c1a", "?cb=alert(document.domain)",
+    # a sink handed on as a value, to be called under another name
+    "x=eval;y=alert;x(y(4))", "(confirm)(5)", "[6].map(prompt)",
+    "eval.apply(this,[unescape(location.hash)])",
+    # US-ASCII with the high bit cleared; "%" in the tag name (old IE)
+    "¼script¾prompt(¢x¢)¼/script¾", "<%script>confirm(7)<%/script>",
 ]
 
 SQLI_FAMILIES = [
@@ -240,6 +248,16 @@ SQLI_FAMILIES = [
     "3 or 2=version()::int", "5 /* a /* b */ */ 6", "-5 select union 7,8--", "3 group union 1,2 #",
     # a value, AND/OR, then a call whose arguments are not well formed
     "5 AND MID((z())1,1)=q", "-8 or ascii(left((a=2..4()),1))>64",
+    # MySQL's backslashes outside a literal (no CSS escapes): \N is NULL, others no token
+    "\\2=\\2OR\\3=\\3;", "SELECT 2FROM[t]WHERE\\4=\\4", "*2=/2AND%3=-3",
+    # a number computed with a call of literals
+    "7 - ASCII('b')",
+    # an operand compared with itself, whatever it is (names, a tool's [PLACEHOLDERS])
+    " or k=k--", "hi or b = b", "([NUM]=[NUM] AND SLEEP([SECS]))", "ELT([N]=[N],7)",
+    "MAKE_SET([R]=[R],4)", "(SELECT [C] FROM PG_SLEEP([S]))", "sleep(__SECONDS__)#",
+    # HAVING with nothing before it; the parenthesis that closes the application's;
+    # a literal reopened around a comparison
+    " HAVING 3=2--", ") or ('b'='b", "'or'2=2",
 ]
 
 
@@ -296,6 +314,18 @@ BENIGN = [
     "Check out this [video tutorial](https://example.com/intro.html)!",
     "[![docs](https://img.example/badge/?version=stable&style=flat)](https://docs.example/)",
     '"^"      Matches the start of the string.',
+    # documentation placeholders, a glob in JSON, a quote in a sentence then "in ... and"
+    "Only list branches of _<object>_.", "Equivalent to passing `<base>..<rev1>`",
+    '"outFiles":["${workspaceFolder}/out/**/*.js","${workspaceFolder}/dist/**/*.js"]',
+    'value and store it in dstref" in fetch and push operations.',
+    'break into "transactional" and "read-only" operations',
+    "We walked between's hedges, and found thee there;",
+    # pasted code: SQLAlchemy, a function expression, keyword arguments, assignments
+    "result = session.execute(select(User))",
+    "use element.addEventListener('focusin', function() {});",
+    "setTimeout(() => { done() }, 100)", "Tests no longer call eval() on content",
+    "app = Starlette(debug=True, routes=routes)", "bar = Bar()",
+    "out = out + comp.compress(chunk)", "Cook for 1¼ hours at 180°",
 ]
 
 

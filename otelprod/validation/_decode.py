@@ -125,7 +125,9 @@ def _utf8_or_latin1(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-def _decode_once(text: str) -> str:
+def _decode_once(text: str, css: bool) -> tuple[str, bool]:
+    """One layer peeled, and whether a CSS escape was read in it."""
+    css_read = False
     if "%" in text:
         if "%u" in text or "%U" in text:
             text = _PCT_U.sub(lambda m: chr(int(m.group(1), 16)), text)
@@ -136,11 +138,13 @@ def _decode_once(text: str) -> str:
         if "\\\\" in text:  # a run of backslashes escapes itself down to one, in one pass
             text = _BACKSLASH_RUN.sub(r"\\\\", text)
         text = _JS_ESCAPE.sub(_js_unescape, text)
-        text = _CSS_HEX_ESCAPE.sub(_css_unescape, text)
+        if css:
+            text, count = _CSS_HEX_ESCAPE.subn(_css_unescape, text)
+            css_read = count > 0
         text = _ESCAPED_PUNCT.sub(_FIRST_GROUP, text)
     if "+A" in text:
         text = _UTF7_CHUNK.sub(_utf7_char, text)
-    return text
+    return text, css_read
 
 
 def deep_decode(text: str) -> str:
@@ -149,17 +153,43 @@ def deep_decode(text: str) -> str:
     Null bytes stay: a browser drops them (``<scr%00ipt>``), a database reads them as
     whitespace (``1%00UNION%00SELECT``); each detector's view does what its reader does.
     """
+    return _deep_decode(text, css=True)[0]
+
+
+def _deep_decode(text: str, css: bool) -> tuple[str, bool]:
+    """``deep_decode``, and whether it read a CSS escape (``css=False``: it reads none)."""
+    css_read = False
     if "%" in text or "&" in text or "\\" in text or "+" in text:  # else nothing to peel
         for _ in range(MAX_DECODE_ROUNDS):
-            decoded = _decode_once(text)
+            decoded, css_in_round = _decode_once(text, css)
             if decoded == text:
                 break
             text = decoded
+            css_read = css_read or css_in_round
             if "%" not in text and "&" not in text and "\\" not in text and "+A" not in text:
                 break  # no layer left to peel: spare the round that would only confirm it
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text)
-    return text
+    return text, css_read
+
+
+# MySQL outside a literal: ``\\N`` is NULL, any other backslash is no token (read as a space)
+_SQL_BACKSLASH = re.compile(r"\\(N?)")
+_SQL_NULL = {"": " ", "N": " null "}
+
+
+def _sql_backslash(match: re.Match[str]) -> str:
+    return _SQL_NULL[match.group(1)]
+
+
+def sql_decode(text: str) -> str:
+    """``text`` decoded as a database reads it: the web encodings peeled, then MySQL's
+    backslashes (``\\1=\\1AND\\1=\\1``, ``'is\\N-!'``) instead of CSS's."""
+    return _sql_backslashes(_deep_decode(text, css=False)[0])
+
+
+def _sql_backslashes(text: str) -> str:
+    return _SQL_BACKSLASH.sub(_sql_backslash, text) if "\\" in text else text
 
 
 def strip_block_comments(text: str, replacement: str) -> str:
@@ -269,12 +299,17 @@ class Prepared:
     def __init__(self, raw: str, problems: list[str], *, decode: bool = True) -> None:
         self.raw = raw
         self.problems = problems
-        self.decoded = decoded = deep_decode(raw) if decode else raw
+        decoded, css_read = _deep_decode(raw, css=True) if decode else (raw, False)
+        self.decoded = decoded
         low = decoded.lower()
         #: any control character (tabs and newlines too): the SQL and URL views replace them
         self.controls = controls = _holds(low, _ALL_CONTROL_BYTES)
-        #: what the SQL tokenizer reads: lower-cased, control characters (nulls too) as spaces
-        self.sql_text = _CONTROLS.sub(" ", low) if controls else low
+        if decode and (css_read or "\\" in decoded):  # a database reads backslashes its own way
+            sql = sql_decode(raw).lower() if css_read else _sql_backslashes(decoded).lower()
+            #: what the SQL tokenizer reads: lower-cased, control characters (nulls too) as spaces
+            self.sql_text = _CONTROLS.sub(" ", sql) if _holds(sql, _ALL_CONTROL_BYTES) else sql
+        else:
+            self.sql_text = _CONTROLS.sub(" ", low) if controls else low
         if controls and "\x00" in low:
             low = low.replace("\x00", "")
         #: what a browser reads: lower-cased, null bytes dropped
@@ -293,7 +328,7 @@ class Prepared:
     @_lazy
     def form_text(self) -> str:
         """``sql_text`` of the input read as a form field: ``+`` is a space, ``%2B`` a plus."""
-        low = deep_decode(self.raw.replace("+", " ")).lower()
+        low = sql_decode(self.raw.replace("+", " ")).lower()
         return _CONTROLS.sub(" ", low) if _holds(low, _CONTROL_BYTES) else low
 
     @_lazy

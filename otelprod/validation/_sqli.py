@@ -40,7 +40,9 @@ _Shape = tuple[str, re.Pattern[str], str]
 # after a quote: B is the literal the input closed
 _QUOTED: list[_Shape] = [
     ("sqli.union_select", re.compile(r"Uk?o?E"), "UNION SELECT joins an attacker's query"),
-    ("sqli.tautology", re.compile(rf"^B(?={_CHAIN}*&)(?={_CHAIN}*=){_CHAIN}+"),
+    # (a literal among the operands: ``" in fetch and push`` has only names)
+    ("sqli.tautology",
+     re.compile(rf"^B(?={_CHAIN}*&)(?={_CHAIN}*=)(?={_CHAIN}*[o=&][1svf]){_CHAIN}+"),
      "quote closed, then a boolean operator and a comparison"),
     ("sqli.boolean_comment",
      re.compile(rf"^B{_CHAIN}*&(?:[1vf]{_CHAIN}*(?:c|;|$)|s{_CHAIN}*[c;])"),
@@ -80,8 +82,12 @@ _BARE: list[_Shape] = [
      "second statement stacked after a value"),
     ("sqli.clause_breakout",
      re.compile(rf"^{_V}?(?:G[1f]|g[1vf])(?:,{_V})*(?:c|$|U|&|;|g)"
-                rf"|^{_V}g(?:{_VS}{_CHAIN}+|n{_CHAIN}*={_VS}|{_VS}(?:,{_V})*[c;U])"
-                rf"|^{_V}F{_TABLES}g|^[1v]&[1vf]{_CHAIN}*G"),
+                rf"|^[1svf]g(?:{_VS}{_CHAIN}+|n{_CHAIN}*={_VS}|{_VS}(?:,{_V})*[c;U])"
+                # after a name, a comparison (``break into "x" and "y"`` is prose)
+                rf"|^ng(?:[1svn]{_CHAIN}*={_VS}|{_VS}(?:,{_V})*[c;U])"
+                rf"|^{_V}F{_TABLES}g|^[1v]&[1vf]{_CHAIN}*G"
+                # nothing before it: `` HAVING 1=0--``
+                rf"|^g[1sv]{_CHAIN}+(?:c|;|$)"),
      "ORDER BY / GROUP BY / HAVING / WHERE appended to a value"),
     ("sqli.conditional", re.compile(rf"C{_V}?w{_V}{_CHAIN}*w"), "CASE WHEN driving the query"),
     ("sqli.statement",
@@ -106,6 +112,9 @@ _VALUE_PREFIX = re.compile(r"\s*[\w.@$:/-]{1,64}")
 _SHORT_COMMENT = re.compile(r"(?:--|#|/\*)\s*\S*\s*$")
 _REOPEN = re.compile(r"B(?:[o=&][1v])*[o=&]s")
 _AT_MOST_ONE_VALUE = re.compile(r"\s*(?:[\w.@$-]{1,64}\s*)?")
+# (``'or'1=1``: the reopened literal holds a comparison)
+_ONE_VALUE_OR_COMPARISON = re.compile(
+    r"\s*(?:[\w.@$-]{1,64}\s*(?:(?:=|<>|!=|<|>)\s*[\w.@$-]{1,64}\s*)?)?")
 _LONE_VALUES = ("", "1", "n", "v")  # fingerprints of nothing or one value, no keyword
 # with nothing before the quote, an injection goes on with a space or an operator
 _OPERATOR_NEXT = re.compile(r"[\s)]|[-+*/%^|&=<>!~]")
@@ -125,7 +134,9 @@ _AFTER_QUOTE_SOURCE = (
 )
 _AFTER_QUOTE = re.compile(_AFTER_QUOTE_SOURCE)
 _BARE_START = re.compile(
-    r"[\s(+~!-]*(?:[\d.@;]|&&|\|\||--|#|/\*"
+    # (operators with nothing on their left: ``%0=-1AND*1=/1``; the parenthesis that closes
+    # the application's: ``) or ('a'='a``)
+    r"[\s()+~!%*/-]*(?:[\d.@;]|&&|\|\||--|#|/\*"
     # a string the input closes and goes on after as SQL (``'a'='a``); not a quoted
     # attribute (``"><meta http-equiv="refresh"``), nor one that runs to the end (one token)
     r"|(?:'[^'\\]*(?:\\.[^'\\]*)*'|\"[^\"\\]*(?:\\.[^\"\\]*)*\")(?=" + _AFTER_QUOTE_SOURCE + ")"
@@ -145,9 +156,14 @@ _BARE_ANY = combine([pattern for _, pattern, _ in _BARE])
 # a value, AND/OR, then a call, read before folding: the call's arguments need not be well
 # formed (``116 AND SUBSTRING((y=1..3()),1,1)=x``), the boolean-blind shape is already there
 _BOOLEAN_CALL = re.compile(r"o*[1v]&f\(")
+# a number that became arithmetic on a call of literals: ``1 - ORD('A')``
+_ARITHMETIC_CALL = re.compile(r"[1v]o+f\([1sv](?:,[1sv])*\)c?")
 
 
 def _bare_shape(text: str, raw: str) -> Finding | None:
+    if _ARITHMETIC_CALL.fullmatch(raw):  # (it folds into one value)
+        return Finding("sqli", "sqli.blind_function",
+                       "a value computed with a function call (blind injection)", text[:80])
     fp = fold(raw)
     if len(fp) <= 1:
         return None  # one token (a value, a string that runs to the end) takes no shape
@@ -163,6 +179,58 @@ def _bare_shape(text: str, raw: str) -> Finding | None:
     if _BARE_COMPARISON_COMMENT_FP.fullmatch(fp) and _SHORT_COMMENT.search(text):
         return Finding("sqli", "sqli.tautology",
                        "comparison followed by a comment that cuts off the query", text[:80])
+    return None
+
+
+# a comparison of an operand with itself (``or a=a``, ``([RANDNUM]=[RANDNUM]``) is true
+# whatever the operand is: what comes before the "=", what after, and what leads up to it
+_OPERAND = r"(\[\w{1,30}\]|[\w.@]{1,30}|'[^'\n]{0,20}'|\"[^\"\n]{0,20}\")"
+_RIGHT_OPERAND = re.compile(_OPERAND + r"(?![\w\]'\"]|\s*(?:[(.+*/]|-(?!-)))")
+_BOOLEAN_LEAD = re.compile(
+    r"(?:(?<![\w$])(?:and|or|xor|when|where|having)|&&|\|\|)\s*\(?\s*\Z")
+# after "(" or ",", only a literal: ``f(name=name)`` is a keyword argument in pasted code
+_PUNCTUATION_LEAD = re.compile(r"[(,]\s*\Z")
+_NAME = re.compile(r"[a-z_][\w.]*")
+_MAX_COMPARISONS = 8
+
+
+_OPERAND_ENDS = {"'": "'", '"': '"', "[": "]"}  # by the operand's first character
+
+
+def _self_comparison(text: str) -> Finding | None:
+    at = text.find("=")
+    for _ in range(_MAX_COMPARISONS):
+        if at < 0:
+            return None
+        last = at - 1  # the left operand's last character
+        while last >= 0 and text[last] == " ":
+            last -= 1
+        first = at + 1  # the right operand's first character
+        while first < len(text) and text[first] == " ":
+            first += 1
+        if last >= 0 and first < len(text) and text[last] not in "<>!=" and text[first] != "=":
+            # cheap first: an HTML attribute (``src="x"``) ends unlike its value starts
+            ends = _OPERAND_ENDS.get(text[first])
+            alike = text[last] == ends if ends else text[last].isalnum() or text[last] in "_.@$"
+            right = alike and _RIGHT_OPERAND.match(text, first)
+            if right:
+                found = _compared_with_itself(text, right.group(1), last + 1)
+                if found:
+                    return found
+        at = text.find("=", at + 1)
+    return None
+
+
+def _compared_with_itself(text: str, operand: str, end: int) -> Finding | None:
+    start = end - len(operand)
+    if (start >= 0 and text.startswith(operand, start)
+            and not (start and (text[start - 1].isalnum() or text[start - 1] in "_.@$"))
+            and (_BOOLEAN_LEAD.search(text, max(0, start - 12), start)
+                 or (_PUNCTUATION_LEAD.search(text, max(0, start - 4), start)
+                     and not _NAME.fullmatch(operand)))):
+        return Finding("sqli", "sqli.tautology",
+                       "a value compared with itself: a condition always true",
+                       text[start : start + 80])
     return None
 
 
@@ -209,7 +277,7 @@ def _shape(text: str) -> Finding | None:
                 # search for with double quotes: ``"LIKE" STAMP``)
                 or (quote == "'" and _AT_MOST_ONE_VALUE.fullmatch(text, 0, at)
                     and fingerprint(text[:at]) in _LONE_VALUES
-                    and _AT_MOST_ONE_VALUE.fullmatch(text, text.rindex(quote) + 1))):
+                    and _ONE_VALUE_OR_COMPARISON.fullmatch(text, text.rindex(quote) + 1))):
             return Finding("sqli", "sqli.concat_breakout",
                            "quote closed, then an operator and a reopened literal",
                            text[at : at + 80])
@@ -221,7 +289,8 @@ def _shape(text: str) -> Finding | None:
 _DANGEROUS = "database function or catalogue an application has no reason to receive"
 # a literal an injection compares with another to steer a query: a number, a short string,
 # a variable
-_LITERAL = r"(?:\d+|'[^'\n]{0,40}'|\"[^\"\n]{0,40}\"|@\w+)"
+# (a [bracketed] name too: a T-SQL column, or a tool's placeholder such as [RANDNUM])
+_LITERAL = r"(?:\d+|'[^'\n]{0,40}'|\"[^\"\n]{0,40}\"|@\w+|\[\w{1,40}\])"
 _COMPARISON = r"(?:=|<>|!=|<=|>=|<|>)"
 _NILADIC = (r"(?:version|database|current_user|session_user|system_user|connection_id"
             r"|last_insert_id|current_database|user|schema)")
@@ -260,6 +329,8 @@ _RULES: list[_Rule] = [
            "receive_message("),
      re.compile(
          r"sleep(?<![a-z0-9.]sleep)\s*\(\s*(?:[\d.]+\s*(?:[),*/+%-]|div\b|mod\b)|\(|@|select\b"
+         # a tool's placeholder for the seconds: SLEEP([SLEEPTIME]), sleep(__TIME__)
+         r"|\[\w{1,20}\]\s*\)|__\w{1,20}__\s*\)"
          r"|if\s*\(|[a-z_]+\s*\()"
          r"|benchmark(?<![a-z0-9_]benchmark)\s*\(\s*\d+\s*,"
          r"|randomblob(?<![a-z0-9_]randomblob)\s*\(\s*\d"
@@ -273,9 +344,10 @@ _RULES: list[_Rule] = [
     ("sqli.subquery", _gate("select"),
      re.compile(
          # (words may touch quotes, backquotes and parentheses: select`pass`from(users))
-         r"\(\s*select(?:\s+|(?=[\x60(@'\"]))[\w@*'\"(),.\s+/%\x60-]{1,200}?(?<![a-z0-9_])from"
+         r"\(\s*select(?:\s+|(?=[\x60(@'\"\[]))[\w@*'\"(),.\s+/%\x60\[\]-]{1,200}?(?<![a-z0-9_])from"
          r"(?:\s+|(?=[\x60(\[\"]))[\w.$\[\]\"\x60(]"
-         r"|\(\s*select\s*\(|\(\s*select\s+(?:@@|top\s+\d|case\s+when|if\s*\(|(?:char|chr"
+         # (select(sleep(5))), not SQLAlchemy's execute(select(User))
+         r"|\(\s*select\s*\(\s*(?:[\d@'\"(]|[a-z_]\w*\s*\()|\(\s*select\s+(?:@@|top\s+\d|\(?\s*case\s+when|if\s*\(|(?:char|chr"
          r"|concat|version|database|user|ascii|substr\w*|count|sleep|benchmark)\s*\()"
          # SELECT a literal WHERE literals compare, no table: (SELECT 9350 WHERE 8850=8850
          rf"|\(\s*select\s+{_LITERAL}\s+where\s+{_LITERAL}\s*{_COMPARISON}\s*{_LITERAL}"
@@ -438,7 +510,8 @@ _COMMENT_RULES: list[_Shape] = [
     ("sqli.comment_breakout",
      # a comment opened inside a comment: PostgreSQL nests them, MySQL does not, so each
      # reads a different query (libinjection's evasion class): 1 /* /* */ */ 2
-     re.compile(r"/\*(?:[^*]|\*(?!/)){0,200}?/\*"),
+     # (not a glob's ``/**/*.js``: an opener followed by ``*`` or ``.``)
+     re.compile(r"/\*(?![.*])(?:[^*]|\*(?!/)){0,200}?/\*(?![.*])"),
      "a comment nested in a comment, read differently by each database"),
 ]
 
@@ -471,6 +544,8 @@ def scan_sqli(prepared: Prepared) -> list[Finding]:
     found = _shape(text)
     if found is None and prepared.form_encoded:
         found = _shape(prepared.form_text)
+    if found is None and "=" in text and not ("<" in text and ">" in text):  # (markup's "="s)
+        found = _self_comparison(text)
     if found is not None:
         return [found]
     # the views differ from the text only with comments or a form encoding

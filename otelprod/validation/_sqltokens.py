@@ -120,6 +120,8 @@ def tokens(text: str, start: int = 0, *, after_quote: bool = False) -> str:
                 cls = "c"
             else:  # executable-comment markers: their content is code
                 continue
+        if cls == "s" and match.end() == end and _is_apostrophe(text, match.start(9)):
+            cls = "X"  # ``between's by vows``: a word's apostrophe opens no literal
         if not previous:
             if after_quote and cls in "n1X":
                 return "X"  # ``it's``, ``5' 10"``: the quote was an apostrophe or a unit
@@ -145,6 +147,15 @@ def tokens(text: str, start: int = 0, *, after_quote: bool = False) -> str:
             out.append("X")
             break
     return "".join(out)
+
+
+def _is_apostrophe(text: str, at: int) -> bool:
+    """Whether the quote at ``at``, whose literal runs to the end unclosed, stands between
+    two letters (``'AND' B`` is an injection's reopened literal)."""
+    if not at or not text[at - 1].isalpha() or not text[at + 1 : at + 2].isalpha():
+        return False
+    quote = text[at]
+    return text.count(quote, at + 1) == 0
 
 
 _VALUE = "1snvf"

@@ -24,7 +24,9 @@ from otelprod.validation._rules import GatedRules, combine, combined_index, exce
 _SINK = (
     r"(?<![\w$.])(?:"
     r"(?:alert|confirm|prompt|eval|settimeout|setinterval|execscript|msgbox|fetch|atob"
-    r"|import|function)\s*[(\x60]"
+    r"|import)\s*[(\x60]"
+    # the Function constructor, not a function expression (``function() {}``)
+    r"|function\s*(?:\(\s*[\"'\x60]|\x60)"
     r"|document\s*\.\s*(?:write|writeln|cookie|domain|location)"
     r"|(?:window|self|top|parent|this|frames|globalthis)\s*\[\s*['\"\x60\w]"
     r"|(?:window|document)\s*\.\s*location\s*="
@@ -37,8 +39,11 @@ _ACTIVE_DATA = (
     r"|application/(?:x-)?(?:javascript|ecmascript|xhtml|xml)|image/svg)"
 )
 _DANGEROUS_TAGS = (
-    r"iframe|frame|frameset|object|embed|applet|meta|base|link|style|svg|math|xml"
-    r"|import|bgsound|layer|ilayer|isindex|portal|listener|xsl:stylesheet|xsl:transform"
+    r"iframe|frameset|style|svg|math|xml|isindex|xsl:stylesheet|xsl:transform"
+    # dangerous through their attributes only: bare, they are a placeholder in
+    # documentation (``git cat-file <object>``, ``<base>..<rev>``)
+    r"|(?:frame|object|embed|applet|meta|base|link|import|bgsound|layer|ilayer|portal|listener)"
+    r"(?!\s*/?>)"
 )
 
 # Calls that reach a sink (found with a ``CallFinder``).
@@ -83,7 +88,8 @@ _Rule = tuple[str, _Gate, str, "re.Pattern[str]", str]
 # in the order they are tried; the first three need nothing but a "<", the fourth a scheme
 _RULES: list[_Rule] = [
     ("xss.script_tag", _gate("<"), "compact",
-     re.compile(r"<\s*/?\s*(?:[a-z][\w-]{0,20}:)?script(?![\w-])"),
+     # (IE skipped a "%" there: <%script>)
+     re.compile(r"<\s*%?/?\s*(?:[a-z][\w-]{0,20}:)?script(?![\w-])"),
      "script element"),
     ("xss.dangerous_tag", _gate("<"), "compact",
      # also XML processing instructions that load code (XSLT, IE behaviours)
@@ -150,6 +156,29 @@ _RULES: list[_Rule] = [
          r"(?:[\w$.]{1,40}\s*[=;,]\s*)?" + _SINK
      ),
      "break out of a JavaScript string into a script call"),
+    ("xss.script_call", _gate("sink"), "lower",
+     re.compile(
+         # the input itself is script: it starts (after what closes a string, a statement or
+         # a block: ``}alert(1);{//``) with a dialog or an eval called with something (not
+         # ``setTimeout(() => {`` pasted from code)
+         r"\A[\s'\"\x60;})\]>+-]{0,8}(?:alert|confirm|prompt|eval|settimeout|setinterval"
+         r"|execscript|msgbox)\s*(?:\x60|\((?!\s*\))(?!\s*function\b)(?![^)]*\)\s*=>))"
+         # a query parameter whose value calls one: ?playerready=alert(document.cookie)
+         r"|[?&][\w.-]{1,40}=\s*(?:alert|confirm|prompt|eval)\s*\((?!\s*\))"
+         # a dialog opened as the next statement: 48e71;alert(1)//
+         r"|;\s*(?:alert|confirm|prompt)\s*\((?!\s*\))"
+     ),
+     "script call where a value was expected"),
+    ("xss.script_call", _gate("sink name"), "lower",
+     re.compile(
+         # a sink handed on as a value, to be called under another name: a=eval;b=alert;
+         # a(b(1)), (alert)(1), [1].find(alert), eval.call(this, …)
+         r"[=(]\s?(?:alert|confirm|prompt|eval)\s*(?:[;,]|\)\s*(?:[(\x60;]|$))"
+         r"|\.(?:find|map|filter|foreach|some|every|then|call|apply)\(\s*(?:alert|confirm|prompt"
+         r"|eval)\s*\)"
+         r"|(?<![\w$.])(?:alert|eval)\s*\.\s*(?:call|apply)\s*\("
+     ),
+     "script sink handed on as a value"),
     ("xss.markup_breakout", _gate("sink>"), "lower",
      re.compile(r"(?:-->|\*/|[\"'\x60]\s*>|</[a-z]{1,20}\s*>)\s*" + _SINK),
      "script call right after closing markup"),
@@ -240,6 +269,8 @@ def _features(prepared: Prepared) -> frozenset[str]:
             found.add("data:")
         if "binding" in low or "behavior" in low:
             found.add("binding")
+    if "alert" in low or "eval" in low or "prompt" in low or "confirm" in low:
+        found.add("sink name")
     calls = _CALL_FINDER(low)
     if "expression" in calls:
         found.add("expression(")
@@ -250,9 +281,27 @@ def _features(prepared: Prepared) -> frozenset[str]:
     return frozenset(found)
 
 
+# US-ASCII pages (old IE) read bytes with the high bit cleared: 0xBC "¼" is "<", 0xBE "¾"
+# is ">", 0xA2 "¢" is '"'; NFKC has made the fractions "1⁄4" and "3⁄4" by now
+_SEVEN_BIT = (("1\u20444", "<"), ("3\u20444", ">"), ("\xa2", '"'))
+
+
+def _seven_bit(low: str) -> str:
+    for eight_bit, ascii_char in _SEVEN_BIT:
+        low = low.replace(eight_bit, ascii_char)
+    return low
+
+
 def scan_xss(prepared: Prepared) -> list[Finding]:
     """The first reason ``prepared`` looks like cross-site scripting, or ``[]``."""
     low = prepared.lower
+    if "\u2044" in low and not low.isascii():
+        seven_bit = _seven_bit(low)
+        match = _TAG_ANY.search(seven_bit)
+        if match:
+            rule, _, _, _, message = _TAG_RULES[combined_index(match)]
+            return [Finding("xss", rule, message + " (US-ASCII, high bit cleared)",
+                            excerpt(seven_bit, match))]
     if "<" in low:  # the commonest vectors, tried before any other feature is looked for
         if prepared.compact is low:  # the views are one text: one search for the three
             match = _TAG_ANY.search(low)
