@@ -1,8 +1,8 @@
 """Injection detectors and the HTML sanitizer against their anchors, in one run.
 
-1. Detection rate per attack file of ``tests/data/corpora`` (PayloadsAllTheThings lists and
-   libinjection's development data), on the development part and on the held-out part
-   (``tests/corpora.py``), otelprod's detectors next to libinjection (``is_xss`` /
+1. Detection rate per attack file of ``tests/data/corpora`` (PayloadsAllTheThings, fuzzdb
+   and SecLists lists, libinjection's development data), on the development part and on
+   the held-out part (``tests/corpora.py``), otelprod's detectors next to libinjection (``is_xss`` /
    ``is_sql_injection``). libinjection reads its own files URL-decoded, as its test
    harness does (``+`` as a space); otelprod reads every line as it is written.
 2. False positives per benign file (prose, documentation, changelogs, markdown, pasted
@@ -175,7 +175,7 @@ def cost(quick: bool) -> list[Result]:
     count = 150 if quick else 1500
     reps = 3 if quick else 5
     groups = {
-        "PayloadsAllTheThings attack files": [
+        "payload lists (PayloadsAllTheThings, fuzzdb, SecLists)": [
             line for path in attack_files() if path.parent.name == "attacks"
             for line in attack_lines(path)],
         "libinjection SQLi data + forums": [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from urllib.parse import unquote_plus
 
 import pytest
 
@@ -29,13 +30,20 @@ from tests.corpora import (
 
 #: detection targets per file (both parts); libinjection's own data is its training set, where
 #: it scores 99.5-100 %. rsnake's held-out part is 14 lines, one of them the first line of a
-#: multi-line Flash vector (``a="get";``) that is no attack on its own.
+#: multi-line Flash vector (``a="get";``) that is no attack on its own. The probe lists hold
+#: lines that are no attack alone: bare words (``delete``, ``having``), LDAP filters, a lone
+#: ``' --`` (prose has that shape), Flash parameters, lines split off multi-line vectors.
 DETECTION_TARGETS = {
     "sqli-libinjection-data.txt": 0.99,
     "sqli-libinjection-forums.txt": 0.998,
     "sqli-libinjection-unittests.txt": 0.95,
     "xss-libinjection-data.txt": 0.99,
     "xss-rsnake.txt": 0.92,
+    "sqli-auth-bypass2.txt": 0.85,
+    "sqli-fuzzdb-xplatform.txt": 0.68,
+    "sqli-seclists-generic.txt": 0.72,
+    "xss-brutelogic-js.txt": 0.9,
+    "xss-fuzzdb-other.txt": 0.93,
 }
 DEFAULT_TARGET = 0.95
 PROSE_FP_TARGET = 0.002
@@ -62,6 +70,38 @@ def test_detection_rate_per_corpus_file(path: Path | None, part: str) -> None:
         f"{path.name} ({part}): {rate:.1%} detected (target {target:.0%}); "
         f"{len(ambiguous)} ambiguous lines reported apart; misses:\n" + "\n".join(misses)
     )
+
+
+def _libinjection_detects(path: Path):
+    """libinjection's verdict, reading its own files URL-decoded as its test harness does."""
+    import libinjection
+
+    def detects(line: str) -> bool:
+        if path.parent.name == "libinjection":
+            line = unquote_plus(line)
+        verdict = (libinjection.is_xss(line)["is_xss"] if is_xss_file(path)
+                   else libinjection.is_sql_injection(line)["is_sqli"])
+        return bool(verdict)
+    return detects
+
+
+@pytest.mark.parametrize("part", ["development", "held-out"])
+@pytest.mark.parametrize("path", [p for p in attack_files() if p.parent.name != "libinjection"]
+                         if CORPORA.is_dir() else [None], ids=lambda p: p.name if p else "missing")
+def test_detects_at_least_what_libinjection_detects(path: Path | None, part: str) -> None:
+    """The issue's bar, file by file: at least libinjection's rate on the same lines.
+
+    (On libinjection's own development data it scores 99.5-100 % by construction; those files
+    have the absolute targets above.)
+    """
+    assert path is not None, f"corpus folder {CORPORA} is missing"
+    lines, _ = scored(split(attack_lines(path))[part == "held-out"])
+    detect, anchor = _detect(path), _libinjection_detects(path)
+    ours = sum(bool(detect(line)) for line in lines)
+    theirs = sum(anchor(line) for line in lines)
+    missed = [line for line in lines if anchor(line) and not detect(line)]
+    assert ours >= theirs, (f"{path.name} ({part}): {ours} detected, libinjection {theirs} "
+                            f"of {len(lines)}; it caught these, we did not:\n" + "\n".join(missed))
 
 
 def test_ambiguous_lines_exist_and_are_kept_apart() -> None:

@@ -236,6 +236,11 @@ def strip_line_comments(text: str) -> str:
     return " ".join(lines)
 
 
+# curled quotes and primes, read as the quotes they stand for (a database would not, but
+# a payload copied through a word processor is still meant as one)
+_STRAIGHT_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u2032": "'",
+                                  "\u201c": '"', "\u201d": '"', "\u2033": '"'})
+
 _T = TypeVar("_T")
 
 
@@ -310,6 +315,8 @@ class Prepared:
             self.sql_text = _CONTROLS.sub(" ", sql) if _holds(sql, _ALL_CONTROL_BYTES) else sql
         else:
             self.sql_text = _CONTROLS.sub(" ", low) if controls else low
+        if not low.isascii():  # (a flag, no scan) quotes a word processor curled: ‘ or 1=1 --
+            self.sql_text = self.sql_text.translate(_STRAIGHT_QUOTES)
         if controls and "\x00" in low:
             low = low.replace("\x00", "")
         #: what a browser reads: lower-cased, null bytes dropped

@@ -191,7 +191,7 @@ _BOOLEAN_LEAD = re.compile(
 # after "(" or ",", only a literal: ``f(name=name)`` is a keyword argument in pasted code
 _PUNCTUATION_LEAD = re.compile(r"[(,]\s*\Z")
 _NAME = re.compile(r"[a-z_][\w.]*")
-_MAX_COMPARISONS = 8
+_MAX_COMPARISONS = 4  # the first few "=": the test costs a few Python steps each
 
 
 _OPERAND_ENDS = {"'": "'", '"': '"', "[": "]"}  # by the operand's first character

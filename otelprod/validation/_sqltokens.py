@@ -120,8 +120,6 @@ def tokens(text: str, start: int = 0, *, after_quote: bool = False) -> str:
                 cls = "c"
             else:  # executable-comment markers: their content is code
                 continue
-        if cls == "s" and match.end() == end and _is_apostrophe(text, match.start(9)):
-            cls = "X"  # ``between's by vows``: a word's apostrophe opens no literal
         if not previous:
             if after_quote and cls in "n1X":
                 return "X"  # ``it's``, ``5' 10"``: the quote was an apostrophe or a unit
@@ -146,6 +144,11 @@ def tokens(text: str, start: int = 0, *, after_quote: bool = False) -> str:
         if not room:
             out.append("X")
             break
+    else:
+        # a literal that runs to the end unclosed is the last token read: ``between's by
+        # vows`` has a word's apostrophe, which opens no literal
+        if previous == "s" and match.lastindex == 9 and _is_apostrophe(text, match.start(9)):
+            out[-1] = "X"
     return "".join(out)
 
 

@@ -55,6 +55,7 @@ _SINK_CALLS = frozenset((
 # ``_has_sink``), an index (``top["al"+"ert"]``), a tagged template (alert`1`).
 _NOT_SINKS = frozenset(("expression",))
 _SINK_NAMES = "(?:" + "|".join(sorted(_SINK_CALLS - {"function", "import"})) + ")"
+_CALL_FINDER = CallFinder(_SINK_CALLS | _NOT_SINKS)
 # the DOM events attacks hang handlers on (a list, so that "online=true" stays a word)
 _DOM_EVENTS = (
     r"error|load|unload|beforeunload|click|dblclick|auxclick|contextmenu|mouse[a-z]{2,10}"
@@ -64,7 +65,6 @@ _DOM_EVENTS = (
     r"|pagehide|popstate|readystatechange|touch[a-z]{3,6}|wheel|search|show|invalid|activate"
     r"|beforeactivate|afterprint|beforeprint|propertychange|filterchange|start|finish|bounce"
 )
-_CALL_FINDER = CallFinder(_SINK_CALLS | _NOT_SINKS)
 _SCRIPT_OBJECTS = ("window", "self", "top", "parent", "this", "frames", "globalthis", "document")
 # (literal first, then what precedes it: the regex engine jumps from "[" to "[")
 _INDEXED_SINK = re.compile(r"\[(?<=[a-z\s]\[)(?:" + "|".join(
@@ -73,6 +73,9 @@ _INDEXED_SINK = re.compile(r"\[(?<=[a-z\s]\[)(?:" + "|".join(
 _TEMPLATE_CALL = re.compile(r"\x60(?<=[a-z\s]\x60)(?:" + "|".join(
     f"(?<={name}\\x60)|(?<={name}\\s\\x60)" for name in sorted(_SINK_CALLS - {"fromcharcode"}))
     + ")")
+
+_SCRIPT_CALL = "script call where a value was expected"
+_SINK_AS_VALUE = "script sink handed on as a value"
 
 #: a rule's gate: the features (``_features``) of which the input must have at least one
 _Gate = frozenset[str]
@@ -156,29 +159,36 @@ _RULES: list[_Rule] = [
          r"(?:[\w$.]{1,40}\s*[=;,]\s*)?" + _SINK
      ),
      "break out of a JavaScript string into a script call"),
+    # script where a value was expected (each pattern starts with \A or a literal, which
+    # the regex engine jumps to: an alternation of them would be tried at every position)
     ("xss.script_call", _gate("sink"), "lower",
-     re.compile(
-         # the input itself is script: it starts (after what closes a string, a statement or
-         # a block: ``}alert(1);{//``) with a dialog or an eval called with something (not
-         # ``setTimeout(() => {`` pasted from code)
-         r"\A[\s'\"\x60;})\]>+-]{0,8}(?:alert|confirm|prompt|eval|settimeout|setinterval"
-         r"|execscript|msgbox)\s*(?:\x60|\((?!\s*\))(?!\s*function\b)(?![^)]*\)\s*=>))"
-         # a query parameter whose value calls one: ?playerready=alert(document.cookie)
-         r"|[?&][\w.-]{1,40}=\s*(?:alert|confirm|prompt|eval)\s*\((?!\s*\))"
-         # a dialog opened as the next statement: 48e71;alert(1)//
-         r"|;\s*(?:alert|confirm|prompt)\s*\((?!\s*\))"
-     ),
-     "script call where a value was expected"),
+     # the input itself is script: it starts (after what closes a string, a statement or a
+     # block: ``}alert(1);{//``) with a dialog or an eval called with something (not
+     # ``setTimeout(() => {`` pasted from code)
+     re.compile(r"\A[\s'\"\x60;})\]>+-]{0,8}(?:alert|confirm|prompt|eval|settimeout|setinterval"
+                r"|execscript|msgbox)\s*(?:\x60|\((?!\s*\))(?!\s*function\b)(?![^)]*\)\s*=>))"),
+     _SCRIPT_CALL),
+    ("xss.script_call", _gate("sink"), "lower",
+     # a dialog opened as the next statement (48e71;alert(1)//), or as a query parameter's
+     # value (?playerready=alert(document.cookie))
+     re.compile(r";\s*(?:alert|confirm|prompt)\s*\((?!\s*\))"),
+     _SCRIPT_CALL),
+    ("xss.script_call", _gate("sink"), "lower",
+     re.compile(r"\((?:(?<==alert\()|(?<==confirm\()|(?<==prompt\()|(?<==eval\())(?!\s*\))"),
+     _SCRIPT_CALL),
+    # a sink handed on as a value, to be called under another name
     ("xss.script_call", _gate("sink name"), "lower",
-     re.compile(
-         # a sink handed on as a value, to be called under another name: a=eval;b=alert;
-         # a(b(1)), (alert)(1), [1].find(alert), eval.call(this, …)
-         r"[=(]\s?(?:alert|confirm|prompt|eval)\s*(?:[;,]|\)\s*(?:[(\x60;]|$))"
-         r"|\.(?:find|map|filter|foreach|some|every|then|call|apply)\(\s*(?:alert|confirm|prompt"
-         r"|eval)\s*\)"
-         r"|(?<![\w$.])(?:alert|eval)\s*\.\s*(?:call|apply)\s*\("
-     ),
-     "script sink handed on as a value"),
+     re.compile(r"=\s?(?:alert|confirm|prompt|eval)\s*[;,]"),  # a=eval;b=alert;a(b(1))
+     _SINK_AS_VALUE),
+    ("xss.script_call", _gate("sink name"), "lower",
+     # (alert)(1), [1].find(alert), eval.call(this, …)
+     re.compile(r"\(\s?(?:alert|confirm|prompt|eval)\s*\)\s*[(\x60]"),
+     _SINK_AS_VALUE),
+    ("xss.script_call", _gate("sink name"), "lower",
+     re.compile(r"\.(?:(?:find|map|filter|foreach|some|every|then|call|apply)\(\s*(?:alert"
+                r"|confirm|prompt|eval)\s*\)|(?<=(?<![\w$.])eval\.)(?:call|apply)\("
+                r"|(?<=(?<![\w$.])alert\.)(?:call|apply)\()"),
+     _SINK_AS_VALUE),
     ("xss.markup_breakout", _gate("sink>"), "lower",
      re.compile(r"(?:-->|\*/|[\"'\x60]\s*>|</[a-z]{1,20}\s*>)\s*" + _SINK),
      "script call right after closing markup"),
@@ -295,7 +305,7 @@ def _seven_bit(low: str) -> str:
 def scan_xss(prepared: Prepared) -> list[Finding]:
     """The first reason ``prepared`` looks like cross-site scripting, or ``[]``."""
     low = prepared.lower
-    if "\u2044" in low and not low.isascii():
+    if not low.isascii() and "\u2044" in low:  # (isascii reads a flag: no scan)
         seven_bit = _seven_bit(low)
         match = _TAG_ANY.search(seven_bit)
         if match:
