@@ -13,6 +13,8 @@ from pathlib import Path
 from urllib.parse import unquote_plus
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from otelprod.validation import Finding, detect_sqli, detect_threats, detect_xss, is_attack
 from tests.corpora import (
@@ -459,3 +461,35 @@ def test_detect_threats_is_both_detectors_on_one_decoding() -> None:
     both = "<script>alert(1)</script>' union select 1--"
     assert {f.threat for f in detect_threats(both)} == {"xss", "sqli"}
     assert detect_threats("plain words") == []
+
+
+def test_the_detectors_fast_findings_are_ordinary_frozen_findings() -> None:
+    """``make_finding`` fills ``__dict__`` directly; what it makes must be a ``Finding`` like any
+    other: equal, hashed alike, printed alike, and still frozen."""
+    import dataclasses
+
+    from otelprod.validation._result import make_finding
+
+    fast = make_finding("sqli", "sqli.tautology", "always true", "1=1")
+    slow = Finding("sqli", "sqli.tautology", "always true", "1=1")
+    assert type(fast) is Finding
+    assert fast == slow and hash(fast) == hash(slow)
+    assert (repr(fast), str(fast)) == (repr(slow), str(slow))
+    assert dataclasses.asdict(fast) == dataclasses.asdict(slow)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.rule = "changed"  # type: ignore[misc]
+    assert {f.name for f in dataclasses.fields(Finding)} == set(vars(fast))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet="%abcdefABCDEF0123456789xyz<>'\" ", max_size=16))
+def test_the_ascii_escape_shortcut_reads_percent_escapes_as_unquote_does(text: str) -> None:
+    """``_ascii_escapes`` skips ``unquote_to_bytes`` when every escape is ASCII; whenever it
+    answers, the answer is ``unquote_to_bytes``'s."""
+    from urllib.parse import unquote_to_bytes
+
+    from otelprod.validation._decode import _ascii_escapes
+
+    shortcut = _ascii_escapes(text)
+    if shortcut is not None:
+        assert shortcut == unquote_to_bytes(text).decode("latin-1")

@@ -27,6 +27,23 @@ class Finding:
         return f"{self.threat}: {self.message} [{self.rule}]"
 
 
+_new_object = object.__new__
+
+
+def make_finding(threat: Threat, rule: str, message: str, excerpt: str) -> Finding:
+    """``Finding(...)`` for the detectors' hot path: a frozen dataclass sets each field through
+    ``object.__setattr__``, which costs a detector flagging a short input a twentieth of its
+    time; this fills the instance's ``__dict__`` directly (the same object, equal and hashed
+    alike)."""
+    made = _new_object(Finding)
+    fields = made.__dict__
+    fields["threat"] = threat
+    fields["rule"] = rule
+    fields["message"] = message
+    fields["excerpt"] = excerpt
+    return made
+
+
 @dataclass
 class ValidationResult:
     """The seed's result: valid or not, the cleaned value, and why.

@@ -23,7 +23,7 @@ import re
 from typing import Any
 
 from otelprod.validation._decode import CallFinder, Prepared, prepare
-from otelprod.validation._result import Finding
+from otelprod.validation._result import Finding, make_finding
 from otelprod.validation._rules import GatedRules, combine, combined_index, excerpt
 from otelprod.validation._sqltokens import fingerprint, fold, tokens
 
@@ -136,7 +136,9 @@ _AFTER_QUOTE = re.compile(_AFTER_QUOTE_SOURCE)
 _BARE_START = re.compile(
     # (operators with nothing on their left: ``%0=-1AND*1=/1``; the parenthesis that closes
     # the application's: ``) or ('a'='a``)
-    r"[\s()+~!%*/-]*(?:[\d.@;]|&&|\|\||--|#|/\*"
+    # (each run matched as a whole, by a lookahead and a back-reference: a long run of "%"
+    # or of letters is not given back one character at a time)
+    r"(?=([\s()+~!%*/-]*))\1(?:[\d.@;]|&&|\|\||--|#|/\*"
     # a string the input closes and goes on after as SQL (``'a'='a``); not a quoted
     # attribute (``"><meta http-equiv="refresh"``), nor one that runs to the end (one token)
     r"|(?:'[^'\\]*(?:\\.[^'\\]*)*'|\"[^\"\\]*(?:\\.[^\"\\]*)*\")(?=" + _AFTER_QUOTE_SOURCE + ")"
@@ -144,7 +146,7 @@ _BARE_START = re.compile(
     r"|declare|waitfor|shutdown|create|truncate|alter|having|limit|where|procedure|into|from"
     r"|binary)\b"
     # a name, then an operator (not the hyphen of ``e-mail``, ``bpo-1234``) or a keyword
-    r"|[\w$.\x60\[\]]+(?:\s*(?:[()=<>!;|&^%*/+]|-(?![a-z0-9])|#)|\s+" + _KEYWORD_AFTER_VALUE
+    r"|(?=([\w$.\x60\[\]]+))\2(?:\s*(?:[()=<>!;|&^%*/+]|-(?![a-z0-9])|#)|\s+" + _KEYWORD_AFTER_VALUE
     + "))"
 )
 
@@ -162,7 +164,7 @@ _ARITHMETIC_CALL = re.compile(r"[1v]o+f\([1sv](?:,[1sv])*\)c?")
 
 def _bare_shape(text: str, raw: str) -> Finding | None:
     if _ARITHMETIC_CALL.fullmatch(raw):  # (it folds into one value)
-        return Finding("sqli", "sqli.blind_function",
+        return make_finding("sqli", "sqli.blind_function",
                        "a value computed with a function call (blind injection)", text[:80])
     fp = fold(raw)
     if len(fp) <= 1:
@@ -170,14 +172,14 @@ def _bare_shape(text: str, raw: str) -> Finding | None:
     match = _BARE_ANY.search(fp)
     if match:
         rule, _, message = _BARE[combined_index(match)]
-        return Finding("sqli", rule, message, text[:80])
+        return make_finding("sqli", rule, message, text[:80])
     if _BOOLEAN_CALL.match(raw):
-        return Finding("sqli", "sqli.blind_function", _BLIND_CALL, text[:80])
+        return make_finding("sqli", "sqli.blind_function", _BLIND_CALL, text[:80])
     if _BARE_COMMENT_FP.fullmatch(fp) and _BARE_COMMENT_TEXT.fullmatch(text):
-        return Finding("sqli", "sqli.comment_breakout",
+        return make_finding("sqli", "sqli.comment_breakout",
                        "value followed by a comment that cuts off the query", text[:80])
     if _BARE_COMPARISON_COMMENT_FP.fullmatch(fp) and _SHORT_COMMENT.search(text):
-        return Finding("sqli", "sqli.tautology",
+        return make_finding("sqli", "sqli.tautology",
                        "comparison followed by a comment that cuts off the query", text[:80])
     return None
 
@@ -228,7 +230,7 @@ def _compared_with_itself(text: str, operand: str, end: int) -> Finding | None:
             and (_BOOLEAN_LEAD.search(text, max(0, start - 12), start)
                  or (_PUNCTUATION_LEAD.search(text, max(0, start - 4), start)
                      and not _NAME.fullmatch(operand)))):
-        return Finding("sqli", "sqli.tautology",
+        return make_finding("sqli", "sqli.tautology",
                        "a value compared with itself: a condition always true",
                        text[start : start + 80])
     return None
@@ -248,7 +250,7 @@ def _shape(text: str) -> Finding | None:
         match = _QUOTED_ANY.search(fp)
         if match:
             rule, _, message = _QUOTED[combined_index(match)]
-            return Finding("sqli", rule, message, text[at : at + 80])
+            return make_finding("sqli", rule, message, text[at : at + 80])
         blank_prefix = text[:at].isspace() or not at
         after_value = (_OPERATOR_NEXT.match(text, at + 1) if blank_prefix
                        else _VALUE_PREFIX.fullmatch(text, 0, at))
@@ -267,7 +269,7 @@ def _shape(text: str) -> Finding | None:
                         or (blank_prefix and not _AT_MOST_ONE_VALUE.fullmatch(
                             text, text.rindex(quote) + 1))):
                     continue
-                return Finding("sqli", rule, message, text[at : at + 80])
+                return make_finding("sqli", rule, message, text[at : at + 80])
         if reopened and _REOPEN.fullmatch(fp) and (
                 # ``A' * 'B``: an operator between the closed literal and a reopened one
                 (not blank_prefix and text[at + 1 : at + 2].isspace())
@@ -278,7 +280,7 @@ def _shape(text: str) -> Finding | None:
                 or (quote == "'" and _AT_MOST_ONE_VALUE.fullmatch(text, 0, at)
                     and fingerprint(text[:at]) in _LONE_VALUES
                     and _ONE_VALUE_OR_COMPARISON.fullmatch(text, text.rindex(quote) + 1))):
-            return Finding("sqli", "sqli.concat_breakout",
+            return make_finding("sqli", "sqli.concat_breakout",
                            "quote closed, then an operator and a reopened literal",
                            text[at : at + 80])
     return None
@@ -486,12 +488,14 @@ _RULES: list[_Rule] = [
 
 #: the first words of the statements the rule above looks for at the start
 _STATEMENT_WORDS = ("create", "insert", "delete", "update", "drop", "copy", "select")
+_NO_FEATURES: frozenset[str] = frozenset()
 #: the substrings gates ask about (call features: ``_GATE_CALL_FINDER``)
 _GATE_WORDS = tuple(sorted({feature for _, gate, _, _ in _RULES for feature in gate
                             if not feature.endswith("(") and feature != "statement"}))
 #: the names whose calls gates ask about
-_GATE_CALL_FINDER = CallFinder(feature[:-1] for _, gate, _, _ in _RULES for feature in gate
-                               if feature.endswith("("))
+_CALL_FEATURE = {feature[:-1]: feature for _, gate, _, _ in _RULES for feature in gate
+                 if feature.endswith("(")}
+_GATE_CALL_FINDER = CallFinder(_CALL_FEATURE)
 _UNION_SELECT = _RULES[0]
 _GATED = GatedRules(_RULES, lambda rule: rule[1])
 assert all(gate for _, gate, _, _ in _RULES)
@@ -516,16 +520,17 @@ _COMMENT_RULES: list[_Shape] = [
 ]
 
 
-def _features(prepared: Prepared, view: str) -> frozenset[str]:
+def _features(view: str) -> frozenset[str]:
     """The gate features ``view`` has: gate words it holds, ``name(`` for gate calls, and
     ``statement`` when it starts with a statement's first word."""
     found = {word for word in _GATE_WORDS if word in view}
-    calls = _GATE_CALL_FINDER(view)
-    if calls:
-        found.update(name + "(" for name in calls)
-    if view.lstrip().startswith(_STATEMENT_WORDS):
+    if "(" in view:
+        calls = _GATE_CALL_FINDER(view)
+        if calls:
+            found.update(_CALL_FEATURE[name] for name in calls)
+    if (view.lstrip() if view[:1].isspace() else view).startswith(_STATEMENT_WORDS):
         found.add("statement")
-    return frozenset(found)
+    return frozenset(found) if found else _NO_FEATURES
 
 
 def scan_sqli(prepared: Prepared) -> list[Finding]:
@@ -535,12 +540,12 @@ def scan_sqli(prepared: Prepared) -> list[Finding]:
     if "union" in text:
         match = pattern.search(text)
         if match:
-            return [Finding("sqli", rule, message, excerpt(text, match))]
+            return [make_finding("sqli", rule, message, excerpt(text, match))]
     if "/*" in text:  # comments are gone from the views below
         for rule, pattern, message in _COMMENT_RULES:
             match = pattern.search(text)
             if match:
-                return [Finding("sqli", rule, message, excerpt(text, match))]
+                return [make_finding("sqli", rule, message, excerpt(text, match))]
     found = _shape(text)
     if found is None and prepared.form_encoded:
         found = _shape(prepared.form_text)
@@ -553,13 +558,13 @@ def scan_sqli(prepared: Prepared) -> list[Finding]:
              if prepared.form_encoded or "/*" in text or (prepared.controls and "\n" in text)
              else (text,))
     for view in views:
-        features = _features(prepared, view)
+        features = _features(view)
         if not features:
             continue  # every rule has a gate
         for rule, _, pattern, message in _GATED.select(features):
             match = pattern.search(view)
             if match:
-                return [Finding("sqli", rule, message, excerpt(view, match))]
+                return [make_finding("sqli", rule, message, excerpt(view, match))]
     return []
 
 

@@ -17,7 +17,7 @@ import re
 from typing import Any
 
 from otelprod.validation._decode import CallFinder, Prepared, prepare
-from otelprod.validation._result import Finding
+from otelprod.validation._result import Finding, make_finding
 from otelprod.validation._rules import GatedRules, combine, combined_index, excerpt
 
 # Calls and properties that turn a string into running code or leak the session.
@@ -33,7 +33,22 @@ _SINK = (
     r"|string\s*\.\s*fromcharcode\s*\("
     r")"
 )
-_URL_SCHEMES = r"(?:javascript|vbscript|livescript|jscript|ecmascript|mocha)"
+
+
+def _scheme_url(scheme_end: str, schemes: list[str]) -> str:
+    """A URL of one of ``schemes`` (each ending in ``scheme_end``): the pattern starts with that
+    literal ending, which the regex engine jumps to, and looks behind it for the rest. Either
+    not after a letter, with no space after the colon (``javascript:alert(1)``), or right
+    after what opens an attribute value or an argument (``=" javascript: alert(1)``)."""
+    alone = "|".join(f"(?<=(?<![a-z]){scheme})" for scheme in schemes)
+    in_value = "|".join(f"(?<=[=(\"'\x60,]{scheme})|(?<=[=(\"'\x60,]\\s{scheme})"
+                        for scheme in schemes)
+    return rf"{scheme_end}(?:(?:{alone})\s*:(?!\s)|(?:{in_value})\s*:)"
+
+
+_SCRIPT_URL_PATTERN = re.compile(
+    _scheme_url("script", ["javascript", "vbscript", "livescript", "jscript", "ecmascript"])
+    + "|" + _scheme_url("mocha", ["mocha"]))
 _ACTIVE_DATA = (
     r"data:\s*(?:text/(?:html|javascript|ecmascript|xml|vbscript|x-scriptlet)"
     r"|application/(?:x-)?(?:javascript|ecmascript|xhtml|xml)|image/svg)"
@@ -107,11 +122,7 @@ _RULES: list[_Rule] = [
          r"(?<=[\s/\"'\x60+;,])on[a-z]{2,40}\s*="
      ),
      "event-handler attribute inside a tag"),
-    ("xss.script_url", _gate("script:"), "compact",
-     re.compile(
-         rf"(?<![a-z]){_URL_SCHEMES}\s*:(?!\s)"
-         rf"|[=(\"'\x60,]\s*{_URL_SCHEMES}\s*:"
-     ),
+    ("xss.script_url", _gate("script:"), "compact", _SCRIPT_URL_PATTERN,
      "javascript:/vbscript: URL"),
     ("xss.attribute_breakout", _gate("="), "lower",
      # no tag needed: a value that closes its quote and adds a handler that calls code;
@@ -305,19 +316,20 @@ def _seven_bit(low: str) -> str:
 def scan_xss(prepared: Prepared) -> list[Finding]:
     """The first reason ``prepared`` looks like cross-site scripting, or ``[]``."""
     low = prepared.lower
-    if not low.isascii() and "\u2044" in low:  # (isascii reads a flag: no scan)
+    # (isascii reads a flag, no scan; both fractions, or there is no tag to read)
+    if not low.isascii() and "1\u20444" in low and "3\u20444" in low:
         seven_bit = _seven_bit(low)
         match = _TAG_ANY.search(seven_bit)
         if match:
             rule, _, _, _, message = _TAG_RULES[combined_index(match)]
-            return [Finding("xss", rule, message + " (US-ASCII, high bit cleared)",
+            return [make_finding("xss", rule, message + " (US-ASCII, high bit cleared)",
                             excerpt(seven_bit, match))]
     if "<" in low:  # the commonest vectors, tried before any other feature is looked for
         if prepared.compact is low:  # the views are one text: one search for the three
             match = _TAG_ANY.search(low)
             if match:
                 rule, _, _, _, message = _TAG_RULES[combined_index(match)]
-                return [Finding("xss", rule, message, excerpt(low, match))]
+                return [make_finding("xss", rule, message, excerpt(low, match))]
         else:
             found = _first_match(prepared, _TAG_RULES)
             if found:
@@ -335,7 +347,7 @@ def _first_match(prepared: Prepared, rules: list[_Rule]) -> list[Finding]:
         text = prepared.lower if view == "lower" else prepared.compact
         match = pattern.search(text)
         if match:
-            return [Finding("xss", rule, message, excerpt(text, match))]
+            return [make_finding("xss", rule, message, excerpt(text, match))]
     return []
 
 
