@@ -429,6 +429,16 @@ ADVERSARIAL = {
     "calls": "f(" * 32768,
     "styles": " style=" * 9362,
     "templates": "{{" * 32768,
+    # the readings added for the second round of #19: comparisons, sinks as values, MySQL
+    # backslashes, curled quotes, US-ASCII fractions
+    "equals": "=" * 65536,
+    "self comparisons": "or x = x " * 7282,
+    "sinks as values": "=alert;" * 9363,
+    "dialog calls": ";alert(" * 9363,
+    "css escapes": "\\1A" * 21846,
+    "escaped backslashes": "%5c1" * 16384,
+    "curled quotes": "\u2018 or \u2019" * 10923,
+    "fractions": "\xbc" * 65536,
 }
 #: generous: the benchmark reports the worst case against its 50 ms target; this only
 #: catches a blow-up (quadratic or exponential time), measured as this process's CPU time
