@@ -228,6 +228,8 @@ ADVERSARIAL = {
     "'%5c1' x 16K": "%5c1" * 16384,
     "curled quotes": "\u2018 or \u2019" * 10923,
     "'\xbc' x 64K": "\xbc" * 65536,
+    "'(select[' x 8K": "(select[" * 8192,
+    "'iif(' x 16K": "iif(" * 16384,
 }
 
 

@@ -23,5 +23,6 @@ def test_every_benchmark_module_runs_and_reports_rows() -> None:
     table = result.stdout.split("benchmark ", 1)[1]
     rows = [line for line in table.splitlines()[1:] if line.strip()]
     assert len(rows) >= 30, table
-    # every row carries a ratio against its anchor
-    assert all(re.search(r" -?\d+\.\d\dx ", row) for row in rows), table
+    # every row carries a ratio against its anchor ("inf" where the anchor measured 0, as
+    # libinjection detecting none of a small held-out part)
+    assert all(re.search(r" (?:-?\d+\.\d\d|inf)x ", row) for row in rows), table

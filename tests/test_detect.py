@@ -221,6 +221,8 @@ XSS_FAMILIES = [
     "eval.apply(this,[unescape(location.hash)])",
     # US-ASCII with the high bit cleared; "%" in the tag name (old IE)
     "¼script¾prompt(¢x¢)¼/script¾", "<%script>confirm(7)<%/script>",
+    # a script URL after two or more blanks, then a blank after the colon
+    "href=  javascript: alert(1)", "x=  vbscript: msgbox",
 ]
 
 SQLI_FAMILIES = [
@@ -300,6 +302,10 @@ SQLI_FAMILIES = [
     # HAVING with nothing before it; the parenthesis that closes the application's;
     # a literal reopened around a comparison
     " HAVING 3=2--", ") or ('b'='b", "'or'2=2",
+    # literals reopened between letters (no apostrophe of a word); curled quotes and primes
+    "x'or'x", "a'and'b", "'XOR'y", "\u2018 or 3=4 --", "x\u2033 or \u20331\u2033=\u20331",
+    # numbers compared with themselves, then the condition ends or goes on as SQL
+    " or 5=5\u2013", " AS T WHERE 2=2 AND 2=0#", '"a"" or 3=3--"',
 ]
 
 
@@ -368,6 +374,15 @@ BENIGN = [
     "setTimeout(() => { done() }, 100)", "Tests no longer call eval() on content",
     "app = Starlette(debug=True, routes=routes)", "bar = Bar()",
     "out = out + comp.compress(chunk)", "Cook for 1¼ hours at 180°",
+    # syslog levels, words that are also sinks, a recipe in fractions, arithmetic on calls
+    "levels=alert,warning,error", "status=confirm;next=pay", "mode=eval, debug=1",
+    "Alert(s): disk full", "Prompt(GPT-4): You are a helpful assistant",
+    "Confirm(your email) to continue", "Press OK (confirm)(or Cancel)",
+    "Spread a ¼ layer of cream and add ¾ cup sugar.", "10 + round(2.5)", "100 * sqrt(2)",
+    # the WHERE 1=1 idiom in prose, shell commands, a keyword argument
+    "Many query builders start with WHERE 1=1 so that every condition can begin with AND.",
+    "Trivially, 0=0 and 1=1.", "cd build && make && VERSION=VERSION make install",
+    "[ -z \"$X\" ] && X=X", "f(name=name, size=size)",
 ]
 
 
@@ -439,6 +454,8 @@ ADVERSARIAL = {
     "escaped backslashes": "%5c1" * 16384,
     "curled quotes": "\u2018 or \u2019" * 10923,
     "fractions": "\xbc" * 65536,
+    "subqueries": "(select[" * 8192,
+    "fractions and tags": "\xbc\xbe<" * 21846,
 }
 #: generous: the benchmark reports the worst case against its 50 ms target; this only
 #: catches a blow-up (quadratic or exponential time), measured as this process's CPU time

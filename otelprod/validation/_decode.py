@@ -259,7 +259,8 @@ def strip_line_comments(text: str) -> str:
 # curled quotes and primes, read as the quotes they stand for (a database would not, but
 # a payload copied through a word processor is still meant as one)
 _CURLED_QUOTES = re.compile("[\u2018\u2019\u2032\u201c\u201d\u2033]")
-_STRAIGHT_QUOTES = (("\u2018", "'"), ("\u2019", "'"), ("\u2032", "'"),
+# (NFKC has made a double prime two single ones by now: they stand for one double quote)
+_STRAIGHT_QUOTES = (("\u2032\u2032", '"'), ("\u2018", "'"), ("\u2019", "'"), ("\u2032", "'"),
                     ("\u201c", '"'), ("\u201d", '"'), ("\u2033", '"'))
 
 
@@ -331,17 +332,18 @@ class Prepared:
     def __init__(self, raw: str, problems: list[str], *, decode: bool = True) -> None:
         self.raw = raw
         self.problems = problems
-        # a database reads backslashes its own way: peeled without CSS's escapes first, then,
-        # if any backslash is left, what a browser's CSS reading makes of the rest
+        # a database reads backslashes its own way (no CSS escapes); the two readings differ
+        # only where a backslash is left in the database's, and only then is it decoded twice
         sql_reading = deep_decode(raw, css=False) if decode else raw
-        self.decoded = decoded = (deep_decode(sql_reading) if "\\" in sql_reading and decode
+        self.decoded = decoded = (deep_decode(raw) if "\\" in sql_reading and decode
                                   else sql_reading)
         low = decoded.lower()
         #: any control character (tabs and newlines too): the SQL and URL views replace them
         self.controls = controls = _holds(low, _ALL_CONTROL_BYTES)
+        #: what the SQL tokenizer reads: lower-cased, control characters (nulls too) as spaces
+        self.sql_text: str
         if decode and "\\" in sql_reading:
             sql = _sql_backslashes(sql_reading).lower()
-            #: what the SQL tokenizer reads: lower-cased, control characters (nulls too) as spaces
             self.sql_text = _CONTROLS.sub(" ", sql) if _holds(sql, _ALL_CONTROL_BYTES) else sql
         else:
             self.sql_text = _CONTROLS.sub(" ", low) if controls else low

@@ -25,6 +25,7 @@ from typing import Any
 from otelprod.validation._decode import CallFinder, Prepared, prepare
 from otelprod.validation._result import Finding, make_finding
 from otelprod.validation._rules import GatedRules, combine, combined_index, excerpt
+from otelprod.validation._selfcompare import self_comparison
 from otelprod.validation._sqltokens import fingerprint, fold, tokens
 
 # --- shapes over fingerprints (classes are listed in _sqltokens) ---------------------------
@@ -138,7 +139,7 @@ _BARE_START = re.compile(
     # the application's: ``) or ('a'='a``)
     # (each run matched as a whole, by a lookahead and a back-reference: a long run of "%"
     # or of letters is not given back one character at a time)
-    r"(?=([\s()+~!%*/-]*))\1(?:[\d.@;]|&&|\|\||--|#|/\*"
+    r"(?=((?:[\s()+~!%*]|-(?!-)|/(?!\*))*))\1(?:[\d.@;]|&&|\|\||--|#|/\*"
     # a string the input closes and goes on after as SQL (``'a'='a``); not a quoted
     # attribute (``"><meta http-equiv="refresh"``), nor one that runs to the end (one token)
     r"|(?:'[^'\\]*(?:\\.[^'\\]*)*'|\"[^\"\\]*(?:\\.[^\"\\]*)*\")(?=" + _AFTER_QUOTE_SOURCE + ")"
@@ -158,14 +159,19 @@ _BARE_ANY = combine([pattern for _, pattern, _ in _BARE])
 # a value, AND/OR, then a call, read before folding: the call's arguments need not be well
 # formed (``116 AND SUBSTRING((y=1..3()),1,1)=x``), the boolean-blind shape is already there
 _BOOLEAN_CALL = re.compile(r"o*[1v]&f\(")
-# a number that became arithmetic on a call of literals: ``1 - ORD('A')``
+# a number that became arithmetic on a call of literals: ``1 - ORD('A')`` (a function that
+# reads a character or the server, not ``100 * sqrt(2)``)
 _ARITHMETIC_CALL = re.compile(r"[1v]o+f\([1sv](?:,[1sv])*\)c?")
+_EXTRACTING_CALL = re.compile(
+    r"(?:ascii|ord|char|chr|unicode|hex|unhex|bin|conv|length|len|substr\w*|mid|left|right"
+    r"|version|user|database|schema|sleep|benchmark)\s*\(")
 
 
 def _bare_shape(text: str, raw: str) -> Finding | None:
-    if _ARITHMETIC_CALL.fullmatch(raw):  # (it folds into one value)
+    if _ARITHMETIC_CALL.fullmatch(raw) and _EXTRACTING_CALL.search(text):  # (one value, folded)
         return make_finding("sqli", "sqli.blind_function",
-                       "a value computed with a function call (blind injection)", text[:80])
+                            "a value computed with a function call (blind injection)",
+                            text[:80])
     fp = fold(raw)
     if len(fp) <= 1:
         return None  # one token (a value, a string that runs to the end) takes no shape
@@ -177,62 +183,11 @@ def _bare_shape(text: str, raw: str) -> Finding | None:
         return make_finding("sqli", "sqli.blind_function", _BLIND_CALL, text[:80])
     if _BARE_COMMENT_FP.fullmatch(fp) and _BARE_COMMENT_TEXT.fullmatch(text):
         return make_finding("sqli", "sqli.comment_breakout",
-                       "value followed by a comment that cuts off the query", text[:80])
+                            "value followed by a comment that cuts off the query", text[:80])
     if _BARE_COMPARISON_COMMENT_FP.fullmatch(fp) and _SHORT_COMMENT.search(text):
         return make_finding("sqli", "sqli.tautology",
-                       "comparison followed by a comment that cuts off the query", text[:80])
-    return None
-
-
-# a comparison of an operand with itself (``or a=a``, ``([RANDNUM]=[RANDNUM]``) is true
-# whatever the operand is: what comes before the "=", what after, and what leads up to it
-_OPERAND = r"(\[\w{1,30}\]|[\w.@]{1,30}|'[^'\n]{0,20}'|\"[^\"\n]{0,20}\")"
-_RIGHT_OPERAND = re.compile(_OPERAND + r"(?![\w\]'\"]|\s*(?:[(.+*/]|-(?!-)))")
-_BOOLEAN_LEAD = re.compile(
-    r"(?:(?<![\w$])(?:and|or|xor|when|where|having)|&&|\|\|)\s*\(?\s*\Z")
-# after "(" or ",", only a literal: ``f(name=name)`` is a keyword argument in pasted code
-_PUNCTUATION_LEAD = re.compile(r"[(,]\s*\Z")
-_NAME = re.compile(r"[a-z_][\w.]*")
-_MAX_COMPARISONS = 4  # the first few "=": the test costs a few Python steps each
-
-
-_OPERAND_ENDS = {"'": "'", '"': '"', "[": "]"}  # by the operand's first character
-
-
-def _self_comparison(text: str) -> Finding | None:
-    at = text.find("=")
-    for _ in range(_MAX_COMPARISONS):
-        if at < 0:
-            return None
-        last = at - 1  # the left operand's last character
-        while last >= 0 and text[last] == " ":
-            last -= 1
-        first = at + 1  # the right operand's first character
-        while first < len(text) and text[first] == " ":
-            first += 1
-        if last >= 0 and first < len(text) and text[last] not in "<>!=" and text[first] != "=":
-            # cheap first: an HTML attribute (``src="x"``) ends unlike its value starts
-            ends = _OPERAND_ENDS.get(text[first])
-            alike = text[last] == ends if ends else text[last].isalnum() or text[last] in "_.@$"
-            right = alike and _RIGHT_OPERAND.match(text, first)
-            if right:
-                found = _compared_with_itself(text, right.group(1), last + 1)
-                if found:
-                    return found
-        at = text.find("=", at + 1)
-    return None
-
-
-def _compared_with_itself(text: str, operand: str, end: int) -> Finding | None:
-    start = end - len(operand)
-    if (start >= 0 and text.startswith(operand, start)
-            and not (start and (text[start - 1].isalnum() or text[start - 1] in "_.@$"))
-            and (_BOOLEAN_LEAD.search(text, max(0, start - 12), start)
-                 or (_PUNCTUATION_LEAD.search(text, max(0, start - 4), start)
-                     and not _NAME.fullmatch(operand)))):
-        return make_finding("sqli", "sqli.tautology",
-                       "a value compared with itself: a condition always true",
-                       text[start : start + 80])
+                            "comparison followed by a comment that cuts off the query",
+                            text[:80])
     return None
 
 
@@ -281,8 +236,8 @@ def _shape(text: str) -> Finding | None:
                     and fingerprint(text[:at]) in _LONE_VALUES
                     and _ONE_VALUE_OR_COMPARISON.fullmatch(text, text.rindex(quote) + 1))):
             return make_finding("sqli", "sqli.concat_breakout",
-                           "quote closed, then an operator and a reopened literal",
-                           text[at : at + 80])
+                                "quote closed, then an operator and a reopened literal",
+                                text[at : at + 80])
     return None
 
 
@@ -346,9 +301,9 @@ _RULES: list[_Rule] = [
     ("sqli.subquery", _gate("select"),
      re.compile(
          # (words may touch quotes, backquotes and parentheses: select`pass`from(users))
-         r"\(\s*select(?:\s+|(?=[\x60(@'\"\[]))[\w@*'\"(),.\s+/%\x60\[\]-]{1,200}?(?<![a-z0-9_])from"
+         r"\(\s*select(?:\s+|(?=[\x60(@'\"\[]))[\w@*'\"(),.\s+/%\x60\[\]-]{1,120}?(?<![a-z0-9_])from"
          r"(?:\s+|(?=[\x60(\[\"]))[\w.$\[\]\"\x60(]"
-         # (select(sleep(5))), not SQLAlchemy's execute(select(User))
+         # (select(sleep(5))): a call or a value inside, not a name (``execute(select(User))``)
          r"|\(\s*select\s*\(\s*(?:[\d@'\"(]|[a-z_]\w*\s*\()|\(\s*select\s+(?:@@|top\s+\d|\(?\s*case\s+when|if\s*\(|(?:char|chr"
          r"|concat|version|database|user|ascii|substr\w*|count|sleep|benchmark)\s*\()"
          # SELECT a literal WHERE literals compare, no table: (SELECT 9350 WHERE 8850=8850
@@ -549,8 +504,11 @@ def scan_sqli(prepared: Prepared) -> list[Finding]:
     found = _shape(text)
     if found is None and prepared.form_encoded:
         found = _shape(prepared.form_text)
-    if found is None and "=" in text and not ("<" in text and ">" in text):  # (markup's "="s)
-        found = _self_comparison(text)
+    if found is None and "=" in text:
+        compared = self_comparison(text)
+        if compared is not None:
+            found = make_finding("sqli", "sqli.tautology",
+                                 "a value compared with itself: a condition always true", compared)
     if found is not None:
         return [found]
     # the views differ from the text only with comments or a form encoding

@@ -153,15 +153,14 @@ def tokens(text: str, start: int = 0, *, after_quote: bool = False) -> str:
 
 
 def _is_apostrophe(text: str, at: int) -> bool:
-    """Whether the quote at ``at``, whose literal runs to the end unclosed, stands between
-    two letters (``'AND' B`` is an injection's reopened literal)."""
+    """Whether the quote at ``at`` (the last token: its literal runs to the end) is a word's
+    apostrophe: between two letters, and what follows goes on as prose, with a blank in it
+    (``'AND' B`` and ``x'or'x`` reopen a literal)."""
     if not at or not text[at - 1].isalpha() or not text[at + 1 : at + 2].isalpha():
         return False
-    quote = text[at]
-    return text.count(quote, at + 1) == 0
+    return text.count(text[at], at + 1) == 0 and " " in text[at + 1 :]
 
 
-_VALUE = "1snvf"
 # a call whose arguments read as SQL (no two values side by side: "sleep (8 hours)" is prose)
 _CALL = re.compile(r"f\((?![^()]*[1snvf][1snvf])[^()X]*\)")
 _GROUP = re.compile(r"(?<!f)\(([^()]*)\)")

@@ -46,9 +46,12 @@ def _scheme_url(scheme_end: str, schemes: list[str]) -> str:
     return rf"{scheme_end}(?:(?:{alone})\s*:(?!\s)|(?:{in_value})\s*:)"
 
 
+_SCRIPT_SCHEMES = ["javascript", "vbscript", "livescript", "jscript", "ecmascript"]
 _SCRIPT_URL_PATTERN = re.compile(
-    _scheme_url("script", ["javascript", "vbscript", "livescript", "jscript", "ecmascript"])
-    + "|" + _scheme_url("mocha", ["mocha"]))
+    _scheme_url("script", _SCRIPT_SCHEMES) + "|" + _scheme_url("mocha", ["mocha"]))
+# the rarer spelling the lookbehinds above cannot see: two or more blanks after the "="
+_SPACED_SCRIPT_URL_PATTERN = re.compile(
+    r"[=(\"'\x60,]\s{2,}(?:" + "|".join([*_SCRIPT_SCHEMES, "mocha"]) + r")\s*:")
 _ACTIVE_DATA = (
     r"data:\s*(?:text/(?:html|javascript|ecmascript|xml|vbscript|x-scriptlet)"
     r"|application/(?:x-)?(?:javascript|ecmascript|xhtml|xml)|image/svg)"
@@ -89,6 +92,12 @@ _TEMPLATE_CALL = re.compile(r"\x60(?<=[a-z\s]\x60)(?:" + "|".join(
     f"(?<={name}\\x60)|(?<={name}\\s\\x60)" for name in sorted(_SINK_CALLS - {"fromcharcode"}))
     + ")")
 
+# what an attack calls a dialog or eval with: a number, a string, a regex, an array, the page's
+# objects, a decoding, another call (not ``Prompt(GPT-4):``, ``Confirm(your email)``)
+_SCRIPT_ARGUMENT = (
+    r"\s*(?:[\d'\"\x60/\[]|(?:document|window|location|url|name|top|self|this|parent|atob"
+    r"|unescape|decodeuri\w*|string\s*\.\s*fromcharcode|alert|prompt|confirm|eval)(?![\w$])"
+    r"|[a-z_$][\w$]{0,20}\s*\()")
 _SCRIPT_CALL = "script call where a value was expected"
 _SINK_AS_VALUE = "script sink handed on as a value"
 
@@ -103,7 +112,7 @@ def _gate(*features: str) -> _Gate:
 #: (rule id, gate, view of the input, pattern, message)
 _Rule = tuple[str, _Gate, str, "re.Pattern[str]", str]
 
-# in the order they are tried; the first three need nothing but a "<", the fourth a scheme
+# in the order they are tried; the first three need nothing but a "<", the next two a scheme
 _RULES: list[_Rule] = [
     ("xss.script_tag", _gate("<"), "compact",
      # (IE skipped a "%" there: <%script>)
@@ -123,6 +132,8 @@ _RULES: list[_Rule] = [
      ),
      "event-handler attribute inside a tag"),
     ("xss.script_url", _gate("script:"), "compact", _SCRIPT_URL_PATTERN,
+     "javascript:/vbscript: URL"),
+    ("xss.script_url", _gate("script:"), "compact", _SPACED_SCRIPT_URL_PATTERN,
      "javascript:/vbscript: URL"),
     ("xss.attribute_breakout", _gate("="), "lower",
      # no tag needed: a value that closes its quote and adds a handler that calls code;
@@ -174,26 +185,27 @@ _RULES: list[_Rule] = [
     # the regex engine jumps to: an alternation of them would be tried at every position)
     ("xss.script_call", _gate("sink"), "lower",
      # the input itself is script: it starts (after what closes a string, a statement or a
-     # block: ``}alert(1);{//``) with a dialog or an eval called with something (not
-     # ``setTimeout(() => {`` pasted from code)
+     # block: ``}alert(1);{//``) with a dialog or an eval called on what attacks pass
      re.compile(r"\A[\s'\"\x60;})\]>+-]{0,8}(?:alert|confirm|prompt|eval|settimeout|setinterval"
-                r"|execscript|msgbox)\s*(?:\x60|\((?!\s*\))(?!\s*function\b)(?![^)]*\)\s*=>))"),
+                r"|execscript|msgbox)\s*(?:\x60|\(" + _SCRIPT_ARGUMENT + ")"),
      _SCRIPT_CALL),
     ("xss.script_call", _gate("sink"), "lower",
-     # a dialog opened as the next statement (48e71;alert(1)//), or as a query parameter's
-     # value (?playerready=alert(document.cookie))
-     re.compile(r";\s*(?:alert|confirm|prompt)\s*\((?!\s*\))"),
+     # a dialog opened as the next statement (48e71;alert(1)//)
+     re.compile(r";\s*(?:alert|confirm|prompt)\s*\(" + _SCRIPT_ARGUMENT),
      _SCRIPT_CALL),
     ("xss.script_call", _gate("sink"), "lower",
-     re.compile(r"\((?:(?<==alert\()|(?<==confirm\()|(?<==prompt\()|(?<==eval\())(?!\s*\))"),
+     # or as a query parameter's value (?playerready=alert(document.cookie))
+     re.compile(r"\((?:(?<==alert\()|(?<==confirm\()|(?<==prompt\()|(?<==eval\())"
+                + _SCRIPT_ARGUMENT),
      _SCRIPT_CALL),
-    # a sink handed on as a value, to be called under another name
+    # a sink handed on as a value, to be called under another name: a=eval;b=alert;a(b(1))
+    # (and called: ``levels=alert,warning`` is a log level)
     ("xss.script_call", _gate("sink name"), "lower",
-     re.compile(r"=\s?(?:alert|confirm|prompt|eval)\s*[;,]"),  # a=eval;b=alert;a(b(1))
+     re.compile(r"=\s?(?:alert|confirm|prompt|eval)\s*[;,](?=[^\n(]{0,80}\()"),
      _SINK_AS_VALUE),
     ("xss.script_call", _gate("sink name"), "lower",
      # (alert)(1), [1].find(alert), eval.call(this, …)
-     re.compile(r"\(\s?(?:alert|confirm|prompt|eval)\s*\)\s*[(\x60]"),
+     re.compile(r"\(\s?(?:alert|confirm|prompt|eval)\s*\)(?:\x60|\(" + _SCRIPT_ARGUMENT + ")"),
      _SINK_AS_VALUE),
     ("xss.script_call", _gate("sink name"), "lower",
      re.compile(r"\.(?:(?:find|map|filter|foreach|some|every|then|call|apply)\(\s*(?:alert"
@@ -247,10 +259,10 @@ _RULES: list[_Rule] = [
 
 _TAG_RULES = _RULES[:3]
 assert all(gate == {"<"} for _, gate, _, _, _ in _TAG_RULES)
-_SCRIPT_URL = _RULES[3]
-assert _SCRIPT_URL[1] == {"script:"}
+_SCRIPT_URLS = _RULES[3:5]
+assert all(gate == {"script:"} for _, gate, _, _, _ in _SCRIPT_URLS)
 _TAG_ANY = combine([pattern for _, _, _, pattern, _ in _TAG_RULES])
-_OTHER_RULES = GatedRules(_RULES[len(_TAG_RULES) + 1 :], lambda rule: rule[1])
+_OTHER_RULES = GatedRules(_RULES[len(_TAG_RULES) + len(_SCRIPT_URLS) :], lambda rule: rule[1])
 
 
 def _has_sink(low: str, calls: frozenset[str]) -> bool:
@@ -304,6 +316,7 @@ def _features(prepared: Prepared) -> frozenset[str]:
 
 # US-ASCII pages (old IE) read bytes with the high bit cleared: 0xBC "¼" is "<", 0xBE "¾"
 # is ">", 0xA2 "¢" is '"'; NFKC has made the fractions "1⁄4" and "3⁄4" by now
+_SEVEN_BIT_TAG = re.compile("1\u20444[a-z/!?]")  # ¼script, not a recipe's "¼ cup"
 _SEVEN_BIT = (("1\u20444", "<"), ("3\u20444", ">"), ("\xa2", '"'))
 
 
@@ -317,13 +330,13 @@ def scan_xss(prepared: Prepared) -> list[Finding]:
     """The first reason ``prepared`` looks like cross-site scripting, or ``[]``."""
     low = prepared.lower
     # (isascii reads a flag, no scan; both fractions, or there is no tag to read)
-    if not low.isascii() and "1\u20444" in low and "3\u20444" in low:
+    if not low.isascii() and "3\u20444" in low and _SEVEN_BIT_TAG.search(low):
         seven_bit = _seven_bit(low)
         match = _TAG_ANY.search(seven_bit)
         if match:
             rule, _, _, _, message = _TAG_RULES[combined_index(match)]
             return [make_finding("xss", rule, message + " (US-ASCII, high bit cleared)",
-                            excerpt(seven_bit, match))]
+                                 excerpt(seven_bit, match))]
     if "<" in low:  # the commonest vectors, tried before any other feature is looked for
         if prepared.compact is low:  # the views are one text: one search for the three
             match = _TAG_ANY.search(low)
@@ -335,7 +348,7 @@ def scan_xss(prepared: Prepared) -> list[Finding]:
             if found:
                 return found
     if ":" in low and ("script" in low or "mocha" in low):  # the next commonest
-        found = _first_match(prepared, [_SCRIPT_URL])
+        found = _first_match(prepared, _SCRIPT_URLS)
         if found:
             return found
     features = _features(prepared)
