@@ -152,6 +152,8 @@ _BARE_START = re.compile(
 )
 
 
+# what no bare reading starts with (markup's "<" first of all): the regex is not tried
+_NO_BARE_START = frozenset("<>={}?^,:\\")
 _QUOTED_ANY = combine([pattern for _, pattern, _ in _QUOTED])
 _BARE_ANY = combine([pattern for _, pattern, _ in _BARE])
 
@@ -193,7 +195,7 @@ def _bare_shape(text: str, raw: str) -> Finding | None:
 
 def _shape(text: str) -> Finding | None:
     """The first shape any reading of ``text`` (lower-cased) takes, or None."""
-    if _BARE_START.match(text):
+    if text[:1] not in _NO_BARE_START and _BARE_START.match(text):
         found = _bare_shape(text, tokens(text))
         if found:
             return found
