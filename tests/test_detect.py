@@ -364,6 +364,8 @@ BENIGN = [
     '"^"      Matches the start of the string.',
     # documentation placeholders, a glob in JSON, a quote in a sentence then "in ... and"
     "Only list branches of _<object>_.", "Equivalent to passing `<base>..<rev1>`",
+    "fix to select_by(<propname>=<object instance>) -style joins in",
+    'curl --data "<xml>" --header "Content-Type: text/xml"',
     '"outFiles":["${workspaceFolder}/out/**/*.js","${workspaceFolder}/dist/**/*.js"]',
     'value and store it in dstref" in fetch and push operations.',
     'break into "transactional" and "read-only" operations',

@@ -57,11 +57,12 @@ _ACTIVE_DATA = (
     r"|application/(?:x-)?(?:javascript|ecmascript|xhtml|xml)|image/svg)"
 )
 _DANGEROUS_TAGS = (
-    r"iframe|frameset|style|svg|math|xml|isindex|xsl:stylesheet|xsl:transform"
-    # dangerous through their attributes only: bare, they are a placeholder in
-    # documentation (``git cat-file <object>``, ``<base>..<rev>``)
-    r"|(?:frame|object|embed|applet|meta|base|link|import|bgsound|layer|ilayer|portal|listener)"
-    r"(?!\s*/?>)"
+    r"iframe|frameset|style|svg|math|isindex|xsl:stylesheet|xsl:transform"
+    # dangerous through their attributes only: with none, they are a placeholder in
+    # documentation (``git cat-file <object>``, ``<base>..<rev>``, ``<object instance>``,
+    # ``curl --data "<xml>"``)
+    r"|(?:frame|object|embed|applet|meta|base|link|import|bgsound|layer|ilayer|portal|listener"
+    r"|xml)(?![\w-])(?=[^<>=]{0,200}=)"
 )
 
 # Calls that reach a sink (found with a ``CallFinder``).
