@@ -453,7 +453,13 @@ def test_tiny_spool_drops_oldest_and_counts_app_unaffected(tmp_path: Path,
         provider.shutdown()  # drains the spool to the receiver
         got = sorted(s["attributes"]["seq"] for s in receiver.spans())
         assert len(got) == len(set(got)) == 2000 - dropped
-        assert got == list(range(dropped, 2000))  # exactly the oldest were dropped
+        # the oldest were dropped, but for the batch the sender may have held (claimed for a
+        # retry) when room was made: in flight, it stays, and the next oldest goes instead
+        newest_dropped = max(set(range(2000)) - set(got))
+        held = [seq for seq in got if seq < newest_dropped]
+        if held:  # one batch at most, whole
+            assert len(held) <= 100 and held == list(range(held[0], held[-1] + 1)), held
+        assert got[len(held):] == list(range(newest_dropped + 1, 2000))
     finally:
         receiver.stop()
 
