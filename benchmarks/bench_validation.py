@@ -29,9 +29,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
-from pathlib import Path
-from urllib.parse import unquote_plus
 
 import bleach
 import libinjection
@@ -46,12 +43,11 @@ from tests.corpora import (
     attack_lines,
     corpus_lines,
     is_xss_file,
+    libinjection_verdict,
     prose_files,
     scored,
     split,
 )
-
-Detector = Callable[[str], bool]
 
 
 def ours_xss(text: str) -> bool:
@@ -70,24 +66,18 @@ def libinjection_sqli(text: str) -> bool:
     return bool(libinjection.is_sql_injection(text)["is_sqli"])
 
 
-def _as_libinjection_reads(path: Path) -> Callable[[str], str]:
-    """libinjection's harness URL-decodes its own files; other lists are read as written."""
-    return unquote_plus if path.parent.name == "libinjection" else str
-
-
 def detection(misses_out: dict[str, list[str]]) -> list[Result]:
     results = []
     for path in attack_files():
-        xss = is_xss_file(path)
-        ours, anchor = (ours_xss, libinjection_xss) if xss else (ours_sqli, libinjection_sqli)
-        anchor_input = _as_libinjection_reads(path)
+        ours = ours_xss if is_xss_file(path) else ours_sqli
+        anchor = libinjection_verdict(path)
         for part, lines in zip(("dev", "held-out"), split(attack_lines(path)), strict=True):
             lines, ambiguous = scored(lines)
             misses = [line for line in lines if not ours(line)]
             if part == "held-out":
                 misses_out[path.name] = misses
             found = 100 * (len(lines) - len(misses)) / len(lines)
-            anchor_found = 100 * sum(anchor(anchor_input(line)) for line in lines) / len(lines)
+            anchor_found = 100 * sum(anchor(line) for line in lines) / len(lines)
             results.append(Result(
                 f"detect {path.name} {part} ({len(lines)}+{len(ambiguous)} amb.)",
                 "% detected", found, "libinjection", anchor_found, ">= libinj.",

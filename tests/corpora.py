@@ -8,7 +8,9 @@ so runs of near-identical generated lines mostly land on one side.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote_plus
 
 CORPORA = Path(__file__).resolve().parent / "data" / "corpora"
 
@@ -69,3 +71,17 @@ def is_xss_file(path: Path) -> bool:
 
 def attack_lines(path: Path) -> list[str]:
     return corpus_lines(path, skip_comments=not is_xss_file(path))
+
+
+def libinjection_verdict(path: Path) -> Callable[[str], bool]:
+    """libinjection's verdict on a line of the attack file ``path`` (XSS or SQLi by the file),
+    reading its own files URL-decoded (``+`` as a space), as its test harness does.
+
+    The anchor of ``tests/test_detect.py`` and ``benchmarks/bench_validation.py``.
+    """
+    import libinjection  # the test and bench extras: imported only by whoever compares
+
+    read = unquote_plus if path.parent.name == "libinjection" else str
+    if is_xss_file(path):
+        return lambda line: bool(libinjection.is_xss(read(line))["is_xss"])
+    return lambda line: bool(libinjection.is_sql_injection(read(line))["is_sqli"])

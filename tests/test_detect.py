@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from urllib.parse import unquote_plus
 
 import pytest
 from hypothesis import given, settings
@@ -25,6 +24,7 @@ from tests.corpora import (
     attack_lines,
     corpus_lines,
     is_xss_file,
+    libinjection_verdict,
     prose_files,
     scored,
     split,
@@ -74,19 +74,6 @@ def test_detection_rate_per_corpus_file(path: Path | None, part: str) -> None:
     )
 
 
-def _libinjection_detects(path: Path):
-    """libinjection's verdict, reading its own files URL-decoded as its test harness does."""
-    import libinjection
-
-    def detects(line: str) -> bool:
-        if path.parent.name == "libinjection":
-            line = unquote_plus(line)
-        verdict = (libinjection.is_xss(line)["is_xss"] if is_xss_file(path)
-                   else libinjection.is_sql_injection(line)["is_sqli"])
-        return bool(verdict)
-    return detects
-
-
 @pytest.mark.parametrize("part", ["development", "held-out"])
 @pytest.mark.parametrize("path", [p for p in attack_files() if p.parent.name != "libinjection"]
                          if CORPORA.is_dir() else [None], ids=lambda p: p.name if p else "missing")
@@ -98,7 +85,7 @@ def test_detects_at_least_what_libinjection_detects(path: Path | None, part: str
     """
     assert path is not None, f"corpus folder {CORPORA} is missing"
     lines, _ = scored(split(attack_lines(path))[part == "held-out"])
-    detect, anchor = _detect(path), _libinjection_detects(path)
+    detect, anchor = _detect(path), libinjection_verdict(path)
     ours = sum(bool(detect(line)) for line in lines)
     theirs = sum(anchor(line) for line in lines)
     missed = [line for line in lines if anchor(line) and not detect(line)]

@@ -42,22 +42,25 @@ def self_comparison(text: str) -> str | None:
         if last and first < len(text) and text[last - 1] not in "<>!=" and text[first] != "=":
             # cheap first: an HTML attribute (``src="x"``) ends unlike its value starts
             ends = _OPERAND_ENDS.get(text[first])
-            alike = (text[last - 1] == ends if ends
-                     else text[last - 1].isalnum() or text[last - 1] in "_.@$")
+            alike = text[last - 1] == ends if ends else _in_name(text[last - 1])
             right = alike and _RIGHT_OPERAND.match(text, first)
-            if right and _compared_with_itself(text, right.group(1), last, right.end()):
+            if right:
                 start = last - len(right.group(1))
-                return text[start : start + 80]
+                if _compared_with_itself(text, right.group(1), start, right.end()):
+                    return text[start : start + 80]
         at = text.find("=", at + 1)
     return None
 
 
-def _compared_with_itself(text: str, operand: str, end: int, after: int) -> bool:
-    """Whether the ``operand`` that also follows the "=" ends at ``end`` (and starts there,
-    not inside a longer name), with a lead that makes the comparison SQL."""
-    start = end - len(operand)
+def _in_name(char: str) -> bool:
+    return char.isalnum() or char in "_.@$"
+
+
+def _compared_with_itself(text: str, operand: str, start: int, after: int) -> bool:
+    """Whether the ``operand`` that also follows the "=" starts at ``start`` (not inside a
+    longer name), with a lead that makes the comparison SQL."""
     if (start < 0 or not text.startswith(operand, start)
-            or (start and (text[start - 1].isalnum() or text[start - 1] in "_.@$"))):
+            or (start and _in_name(text[start - 1]))):
         return False
     lead = _lead(text, start)
     if _NUMBER.fullmatch(operand):

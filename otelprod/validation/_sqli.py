@@ -147,8 +147,8 @@ _BARE_START = re.compile(
     r"|declare|waitfor|shutdown|create|truncate|alter|having|limit|where|procedure|into|from"
     r"|binary)\b"
     # a name, then an operator (not the hyphen of ``e-mail``, ``bpo-1234``) or a keyword
-    r"|(?=([\w$.\x60\[\]]+))\2(?:\s*(?:[()=<>!;|&^%*/+]|-(?![a-z0-9])|#)|\s+" + _KEYWORD_AFTER_VALUE
-    + "))"
+    r"|(?=([\w$.\x60\[\]]+))\2(?:\s*(?:[()=<>!;|&^%*/+]|-(?![a-z0-9])|#)|\s+"
+    + _KEYWORD_AFTER_VALUE + "))"
 )
 
 
@@ -303,10 +303,12 @@ _RULES: list[_Rule] = [
     ("sqli.subquery", _gate("select"),
      re.compile(
          # (words may touch quotes, backquotes and parentheses: select`pass`from(users))
-         r"\(\s*select(?:\s+|(?=[\x60(@'\"\[]))[\w@*'\"(),.\s+/%\x60\[\]-]{1,120}?(?<![a-z0-9_])from"
+         r"\(\s*select(?:\s+|(?=[\x60(@'\"\[]))[\w@*'\"(),.\s+/%\x60\[\]-]{1,120}?"
+         r"(?<![a-z0-9_])from"
          r"(?:\s+|(?=[\x60(\[\"]))[\w.$\[\]\"\x60(]"
          # (select(sleep(5))): a call or a value inside, not a name (``execute(select(User))``)
-         r"|\(\s*select\s*\(\s*(?:[\d@'\"(]|[a-z_]\w*\s*\()|\(\s*select\s+(?:@@|top\s+\d|\(?\s*case\s+when|if\s*\(|(?:char|chr"
+         r"|\(\s*select\s*\(\s*(?:[\d@'\"(]|[a-z_]\w*\s*\()"
+         r"|\(\s*select\s+(?:@@|top\s+\d|\(?\s*case\s+when|if\s*\(|(?:char|chr"
          r"|concat|version|database|user|ascii|substr\w*|count|sleep|benchmark)\s*\()"
          # SELECT a literal WHERE literals compare, no table: (SELECT 9350 WHERE 8850=8850
          rf"|\(\s*select\s+{_LITERAL}\s+where\s+{_LITERAL}\s*{_COMPARISON}\s*{_LITERAL}"
@@ -445,7 +447,7 @@ _RULES: list[_Rule] = [
 
 #: the first words of the statements the rule above looks for at the start
 _STATEMENT_WORDS = ("create", "insert", "delete", "update", "drop", "copy", "select")
-_NO_FEATURES: frozenset[str] = frozenset()
+_NO_FEATURES: frozenset[str] = frozenset()  # most text: one shared empty set, not a new one
 #: the substrings gates ask about (call features: ``_GATE_CALL_FINDER``)
 _GATE_WORDS = tuple(sorted({feature for _, gate, _, _ in _RULES for feature in gate
                             if not feature.endswith("(") and feature != "statement"}))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from otelprod.validation._decode import CallFinder, Prepared, prepare
+from otelprod.validation._decode import CallFinder, Prepared, prepare, replace_each
 from otelprod.validation._result import Finding, make_finding
 from otelprod.validation._rules import GatedRules, combine, combined_index, excerpt
 
@@ -321,18 +321,12 @@ _SEVEN_BIT_TAG = re.compile("1\u20444[a-z/!?]")  # ¼script, not a recipe's "¼ 
 _SEVEN_BIT = (("1\u20444", "<"), ("3\u20444", ">"), ("\xa2", '"'))
 
 
-def _seven_bit(low: str) -> str:
-    for eight_bit, ascii_char in _SEVEN_BIT:
-        low = low.replace(eight_bit, ascii_char)
-    return low
-
-
 def scan_xss(prepared: Prepared) -> list[Finding]:
     """The first reason ``prepared`` looks like cross-site scripting, or ``[]``."""
     low = prepared.lower
     # (isascii reads a flag, no scan; both fractions, or there is no tag to read)
     if not low.isascii() and "3\u20444" in low and _SEVEN_BIT_TAG.search(low):
-        seven_bit = _seven_bit(low)
+        seven_bit = replace_each(low, _SEVEN_BIT)
         match = _TAG_ANY.search(seven_bit)
         if match:
             rule, _, _, _, message = _TAG_RULES[combined_index(match)]
